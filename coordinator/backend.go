@@ -1,0 +1,61 @@
+package coordinator
+
+import (
+	"context"
+	"sort"
+
+	"github.com/kilnstore/kiln/coordinator/api"
+	"github.com/kilnstore/kiln/coordinator/state"
+	"github.com/kilnstore/kiln/gossip"
+)
+
+// apiBackend adapts the server to api.Backend.
+type apiBackend struct{ s *Server }
+
+func (b *apiBackend) State() *state.State { return b.s.fsm.State }
+
+func (b *apiBackend) Apply(ctx context.Context, cmd state.Command) error {
+	return b.s.Apply(ctx, cmd)
+}
+
+func (b *apiBackend) PoolCapacity(pool string) (gossip.PoolCapacity, bool) {
+	p := b.s.fsm.State.Pool(pool)
+	if p == nil {
+		return gossip.PoolCapacity{}, false
+	}
+	return b.s.view.poolCapacity(p)
+}
+
+// Services merges Raft's service records with this node's Serf view: a
+// service is up when its member is alive here.
+func (b *apiBackend) Services() []api.ServiceStatus {
+	seen := map[string]bool{}
+	var out []api.ServiceStatus
+	for _, svc := range b.s.fsm.State.Services() {
+		seen[svc.Binary+"/"+svc.Host] = true
+		out = append(out, api.ServiceStatus{
+			Binary: svc.Binary, Host: svc.Host, Zone: svc.Zone, Up: b.s.view.alive(svc.Host),
+			Disabled: svc.Disabled, DisabledReason: svc.DisabledReason, UpdatedAt: svc.UpdatedAt,
+		})
+	}
+	// Coordinators seen in Serf that the leader has not recorded yet.
+	for _, m := range b.s.view.all() {
+		if m.TagsErr != nil || m.Tags.Role != gossip.RoleCoordinator || seen[state.BinaryScheduler+"/"+m.Name] {
+			continue
+		}
+		out = append(out, api.ServiceStatus{Binary: state.BinaryScheduler, Host: m.Name, Zone: b.s.cfg.DefaultZone,
+			Up: m.Status == gossip.StatusAlive})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Binary != out[j].Binary {
+			return out[i].Binary < out[j].Binary
+		}
+		return out[i].Host < out[j].Host
+	})
+	for i := range out {
+		if out[i].Zone == "" {
+			out[i].Zone = b.s.cfg.DefaultZone
+		}
+	}
+	return out
+}

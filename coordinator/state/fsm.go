@@ -1,0 +1,104 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+)
+
+// FSM adapts State to raft.FSM.
+type FSM struct {
+	State *State
+	// applied is the index of the last entry the FSM applied (raft's own
+	// AppliedIndex runs ahead of the FSM: it is set when entries are handed
+	// to the FSM goroutine, not when they are applied).
+	applied atomic.Uint64
+}
+
+// AppliedIndex is the index of the last log entry applied to the state.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// NewFSM returns an FSM over a fresh state.
+func NewFSM() *FSM { return &FSM{State: New()} }
+
+// Apply applies one committed log entry and returns a *Result.
+func (f *FSM) Apply(l *raft.Log) any {
+	defer f.applied.Store(l.Index)
+	if l.Type != raft.LogCommand {
+		return &Result{Index: l.Index}
+	}
+	r := f.State.Apply(l.Data)
+	r.Index = l.Index
+	return r
+}
+
+// Snapshot captures the state cheaply: records are immutable, so copying
+// the maps of pointers under the read lock is enough; encoding happens in
+// Persist, outside the lock.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	s := f.State
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	d := data{
+		Volumes:  maps.Clone(s.d.Volumes),
+		Types:    maps.Clone(s.d.Types),
+		Quotas:   make(map[string]map[string]int64, len(s.d.Quotas)),
+		Defaults: maps.Clone(s.d.Defaults),
+		Pools:    maps.Clone(s.d.Pools),
+		Services: maps.Clone(s.d.Services),
+	}
+	for p, q := range s.d.Quotas {
+		d.Quotas[p] = maps.Clone(q)
+	}
+	return &snapshot{d: d, index: f.applied.Load()}, nil
+}
+
+// Restore replaces the state with a snapshot.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var env snapshotEnvelope
+	if err := json.NewDecoder(rc).Decode(&env); err != nil {
+		return fmt.Errorf("restore snapshot: decode: %w", err)
+	}
+	if env.Version != snapshotVersion {
+		return fmt.Errorf("restore snapshot: version %d, this coordinator reads %d", env.Version, snapshotVersion)
+	}
+	s := f.State
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reset(env.Data)
+	f.applied.Store(env.Index)
+	if s.onChange != nil {
+		for id := range s.d.Volumes {
+			s.onChange(id)
+		}
+	}
+	return nil
+}
+
+const snapshotVersion = 1
+
+type snapshotEnvelope struct {
+	Version int    `json:"version"`
+	Index   uint64 `json:"index"`
+	Data    data   `json:"data"`
+}
+
+type snapshot struct {
+	d     data
+	index uint64
+}
+
+func (sn *snapshot) Persist(sink raft.SnapshotSink) error {
+	if err := json.NewEncoder(sink).Encode(snapshotEnvelope{Version: snapshotVersion, Index: sn.index, Data: sn.d}); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (sn *snapshot) Release() {}

@@ -1,0 +1,120 @@
+// Package state is Kiln's replicated state: the records kept in Raft and the
+// typed commands that change them. The FSM (fsm.go) is the only writer; every
+// command is deterministic (the proposer chooses IDs and timestamps), so all
+// coordinators reach the same state from the same log.
+package state
+
+import (
+	"time"
+
+	"github.com/kilnstore/kiln/internal/storage"
+)
+
+// Volume statuses (Cinder's VolumeStatus values used so far).
+const (
+	StatusCreating      = "creating"
+	StatusAvailable     = "available"
+	StatusDeleting      = "deleting"
+	StatusError         = "error"
+	StatusErrorDeleting = "error_deleting"
+	StatusInUse         = "in-use"
+)
+
+// Attach statuses.
+const (
+	AttachDetached = "detached"
+)
+
+// Volume is one volume. Records are immutable once stored: the FSM replaces
+// the pointer when anything changes, so readers may keep a pointer.
+type Volume struct {
+	ID           string            `json:"id"`
+	ProjectID    string            `json:"project_id"`
+	UserID       string            `json:"user_id"`
+	Name         string            `json:"name"`
+	Description  string            `json:"description"`
+	SizeGB       int64             `json:"size"`
+	Status       string            `json:"status"`
+	AttachStatus string            `json:"attach_status"`
+	TypeID       string            `json:"volume_type_id"`
+	AZ           string            `json:"availability_zone"`
+	Metadata     map[string]string `json:"metadata"`
+	Bootable     bool              `json:"bootable"`
+	Multiattach  bool              `json:"multiattach"`
+	Hints        Hints             `json:"hints,omitempty"`
+
+	// Pool is the full pool name ("agent@backend#pool") the volume is placed
+	// on; empty until scheduled. A volume with a Pool counts in the pool's
+	// allocated capacity.
+	Pool string `json:"pool,omitempty"`
+	// Tried lists pools already attempted for this create.
+	Tried []string `json:"tried,omitempty"`
+	// ProviderLocation is what the driver returned.
+	ProviderLocation string `json:"provider_location,omitempty"`
+	// ConsumesQuota is false once a failed create released its quota.
+	ConsumesQuota bool `json:"consumes_quota"`
+	// ErrorMessage explains the last failure (Cinder's user messages).
+	ErrorMessage string `json:"error_message,omitempty"`
+
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// TaskStartedAt is when the current transitional status began; the
+	// leader's reconcile loop fails tasks that exceed their deadline.
+	TaskStartedAt time.Time `json:"task_started_at"`
+}
+
+// Hints are scheduler hints resolved at create time.
+type Hints struct {
+	SameHost      []string `json:"same_host,omitempty"`
+	DifferentHost []string `json:"different_host,omitempty"`
+}
+
+// VolumeType is a Cinder volume type.
+type VolumeType struct {
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	Description string            `json:"description"`
+	IsPublic    bool              `json:"is_public"`
+	ExtraSpecs  map[string]string `json:"extra_specs"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+}
+
+// DefaultTypeID is the fixed ID of the __DEFAULT__ type created with the state.
+const DefaultTypeID = "1c5b2a7e-2f0d-4b8e-9a45-7d1f5c0e3a10"
+
+// DefaultTypeName is Cinder's name for the default volume type.
+const DefaultTypeName = "__DEFAULT__"
+
+// Pool is a registered pool: its static facts plus the last capacity the
+// leader recorded. Allocation is derived from volumes (see State.PoolUsage).
+type Pool struct {
+	Name         string           `json:"name"` // agent@backend#pool
+	Agent        string           `json:"agent"`
+	Zone         string           `json:"availability_zone"`
+	Info         storage.PoolInfo `json:"info"`
+	RegisteredAt time.Time        `json:"registered_at"`
+}
+
+// Service is an agent or coordinator as os-services shows it.
+type Service struct {
+	Host           string    `json:"host"`
+	Binary         string    `json:"binary"`
+	Zone           string    `json:"zone"`
+	RPCAddr        string    `json:"rpc_addr"`
+	Disabled       bool      `json:"disabled"`
+	DisabledReason string    `json:"disabled_reason"`
+	Up             bool      `json:"up"`
+	UpdatedAt      time.Time `json:"updated_at"`
+}
+
+// Service binaries as os-services reports them.
+const (
+	BinaryVolume    = "cinder-volume"
+	BinaryScheduler = "cinder-scheduler"
+)
+
+// PoolName builds the cluster-wide pool name Cinder uses.
+func PoolName(agent, backend, pool string) string {
+	return agent + "@" + backend + "#" + pool
+}

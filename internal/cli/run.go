@@ -1,0 +1,336 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/kilnstore/kiln/agent"
+	"github.com/kilnstore/kiln/coordinator"
+	"github.com/kilnstore/kiln/internal/config"
+	"github.com/kilnstore/kiln/nfs"
+	"github.com/kilnstore/kiln/placement"
+)
+
+// Default ports: the API on Cinder's 8776, the rest next to it.
+const (
+	DefaultAPIAddr        = "127.0.0.1:8776"
+	DefaultRaftAddr       = "127.0.0.1:8778"
+	DefaultSerfAddr       = "127.0.0.1:8779"
+	DefaultAgentRPCAddr   = "127.0.0.1:8780"
+	DefaultAgentSerfAddr  = "127.0.0.1:8781"
+	defaultCoordinatorDir = "/var/lib/kiln/coordinator"
+	defaultAgentDir       = "/var/lib/kiln/agent"
+)
+
+type commonFlags struct {
+	config    string
+	logLevel  string
+	logFormat string
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.config, "config", "", "path of the TOML configuration file (docs/configuration.md)")
+	fs.StringVar(&c.logLevel, "log-level", "", "log level: debug, info, warn, error (default info)")
+	fs.StringVar(&c.logFormat, "log-format", "", "log format: text or json (default text)")
+}
+
+// load reads the file and applies the logging flags over it.
+func (c *commonFlags) load(set map[string]bool) (*config.File, error) {
+	f, err := config.Load(c.config)
+	if err != nil {
+		return nil, err
+	}
+	if set["log-level"] {
+		f.LogLevel = c.logLevel
+	}
+	if set["log-format"] {
+		f.LogFormat = c.logFormat
+	}
+	return f, nil
+}
+
+type coordFlags struct {
+	name, dataDir, raftAddr, serfAddr, apiAddr, publicURL, timing string
+	join                                                          listFlag
+	expect                                                        int
+}
+
+func (c *coordFlags) register(fs *flag.FlagSet) {
+	host, _ := os.Hostname()
+	fs.StringVar(&c.name, "name", host, "unique node name (Raft ID, Serf name)")
+	fs.StringVar(&c.dataDir, "data-dir", defaultCoordinatorDir, "directory for Raft log, stable store and snapshots")
+	fs.StringVar(&c.raftAddr, "raft-addr", DefaultRaftAddr, "host:port of the Raft transport")
+	fs.StringVar(&c.serfAddr, "serf-addr", DefaultSerfAddr, "host:port Serf binds")
+	fs.StringVar(&c.apiAddr, "api-addr", DefaultAPIAddr, "host:port of the Cinder v3 API")
+	fs.StringVar(&c.publicURL, "public-url", "", "base URL clients use, for links (default http://<api-addr>)")
+	fs.StringVar(&c.timing, "timing", "lan", "Raft and Serf timing: lan or local")
+	fs.Var(&c.join, "join", "Serf address(es) to join, comma-separated or repeated")
+	fs.IntVar(&c.expect, "bootstrap-expect", 1, "number of coordinators forming the cluster (1, 3 or 5)")
+}
+
+// apply overlays set flags on the file section (flags win).
+func (c *coordFlags) apply(f *config.Coordinator, set map[string]bool) {
+	str := func(flag string, dst *string, v string) {
+		if set[flag] || *dst == "" {
+			*dst = v
+		}
+	}
+	str("name", &f.Name, c.name)
+	str("data-dir", &f.DataDir, c.dataDir)
+	str("raft-addr", &f.RaftAddr, c.raftAddr)
+	str("serf-addr", &f.SerfAddr, c.serfAddr)
+	str("api-addr", &f.APIAddr, c.apiAddr)
+	str("public-url", &f.PublicURL, c.publicURL)
+	str("timing", &f.Timing, c.timing)
+	if set["join"] {
+		f.Join = c.join
+	}
+	if set["bootstrap-expect"] || f.BootstrapExpect == 0 {
+		f.BootstrapExpect = c.expect
+	}
+}
+
+func coordinatorConfig(f *config.Coordinator, version string) (coordinator.Config, error) {
+	pc := placement.DefaultConfig()
+	if len(f.Placement.Filters) > 0 {
+		pc.Filters = f.Placement.Filters
+	}
+	if len(f.Placement.Weighers) > 0 {
+		pc.Weighers = f.Placement.Weighers
+	}
+	for _, m := range []struct {
+		src *float64
+		dst *float64
+	}{
+		{f.Placement.CapacityWeightMultiplier, &pc.CapacityWeightMultiplier},
+		{f.Placement.AllocatedCapacityWeightMultiplier, &pc.AllocatedCapacityWeightMultiplier},
+		{f.Placement.VolumeNumberWeightMultiplier, &pc.VolumeNumberWeightMultiplier},
+		{f.Placement.ChanceWeightMultiplier, &pc.ChanceWeightMultiplier},
+	} {
+		if m.src != nil {
+			*m.dst = *m.src
+		}
+	}
+	if _, err := placement.New(pc); err != nil {
+		return coordinator.Config{}, fmt.Errorf("[coordinator.placement]: %w", err)
+	}
+	return coordinator.Config{
+		NodeName: f.Name, DataDir: f.DataDir, RaftAddr: f.RaftAddr, SerfAddr: f.SerfAddr,
+		Join: f.Join, APIAddr: f.APIAddr, PublicURL: f.PublicURL, BootstrapExpect: f.BootstrapExpect,
+		Timing: f.Timing, DefaultZone: f.DefaultZone, Placement: pc, MaxAttempts: f.MaxAttempts,
+		AgentTimeout: f.AgentTimeout.Duration, TaskTimeout: f.TaskTimeout.Duration,
+		ReconcileInterval: f.ReconcileInterval.Duration, Version: version,
+	}, nil
+}
+
+func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("coordinator", "Runs a coordinator: Raft-replicated state, the Cinder v3 API and, on the\nleader, placement and dispatch to agents. Flags override the config file.", stdout, stderr)
+	var cf commonFlags
+	var co coordFlags
+	cf.register(fs)
+	co.register(fs)
+	if err := parse(fs, args, stdout); err != nil {
+		return err
+	}
+	set := setFlags(fs)
+	file, err := cf.load(set)
+	if err != nil {
+		return err
+	}
+	if file.Coordinator == nil {
+		file.Coordinator = &config.Coordinator{}
+	}
+	co.apply(file.Coordinator, set)
+	log, err := newLogger(stderr, file.LogLevel, file.LogFormat)
+	if err != nil {
+		return err
+	}
+	cfg, err := coordinatorConfig(file.Coordinator, Version)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	srv, err := coordinator.Start(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "kiln coordinator %s: API on %s/v3/\n", cfg.NodeName, "http://"+srv.APIAddr())
+	<-ctx.Done()
+	log.Info("shutting down")
+	srv.Shutdown()
+	return nil
+}
+
+type agentFlags struct {
+	name, zone, dataDir, rpcAddr, serfAddr, timing string
+	join                                           listFlag
+	poolDir                                        string
+	poolCapacity                                   float64
+}
+
+func (a *agentFlags) register(fs *flag.FlagSet, withPool bool) {
+	host, _ := os.Hostname()
+	fs.StringVar(&a.name, "name", host, "unique agent name (the host part of pool names)")
+	fs.StringVar(&a.zone, "zone", "nova", "availability zone of this agent's pools")
+	fs.StringVar(&a.dataDir, "data-dir", defaultAgentDir, "directory for the agent's Serf snapshot")
+	fs.StringVar(&a.rpcAddr, "rpc-addr", DefaultAgentRPCAddr, "host:port of the agent RPC endpoint")
+	fs.StringVar(&a.serfAddr, "serf-addr", DefaultAgentSerfAddr, "host:port Serf binds")
+	fs.StringVar(&a.timing, "timing", "lan", "Serf timing: lan or local")
+	fs.Var(&a.join, "join", "Serf address(es) of coordinators or agents to join, comma-separated or repeated")
+	if withPool {
+		fs.StringVar(&a.poolDir, "pool-dir", "", "add a local-directory pool named \"local\" at this path")
+		fs.Float64Var(&a.poolCapacity, "pool-capacity-gb", 0, "cap the --pool-dir pool's capacity in GiB (0 = file system size)")
+	}
+}
+
+func (a *agentFlags) apply(f *config.Agent, set map[string]bool) {
+	str := func(flag string, dst *string, v string) {
+		if set[flag] || *dst == "" {
+			*dst = v
+		}
+	}
+	str("name", &f.Name, a.name)
+	str("zone", &f.Zone, a.zone)
+	str("data-dir", &f.DataDir, a.dataDir)
+	str("rpc-addr", &f.RPCAddr, a.rpcAddr)
+	str("serf-addr", &f.SerfAddr, a.serfAddr)
+	str("timing", &f.Timing, a.timing)
+	if set["join"] {
+		f.Join = a.join
+	}
+	if set["pool-dir"] {
+		f.Pools = append(f.Pools, config.Pool{Name: "local", Driver: "nfs", Dir: a.poolDir, CapacityGB: a.poolCapacity})
+	}
+}
+
+// drivers builds one driver per configured pool.
+func drivers(pools []config.Pool) ([]agent.Driver, error) {
+	var out []agent.Driver
+	for i, p := range pools {
+		switch p.Driver {
+		case "nfs", "":
+			d, err := nfs.New(nfs.Config{
+				Name: p.Name, Backend: p.Backend, Dir: p.Dir, CapacityGB: p.CapacityGB,
+				Provisioning: p.Provisioning, ReservedPercentage: p.ReservedPercentage,
+				MaxOverSubscriptionRatio: p.MaxOverSubscriptionRatio, Capabilities: p.Capabilities,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("[[agent.pools]] #%d (%s): %w", i+1, p.Name, err)
+			}
+			out = append(out, d)
+		case "lvm", "rbd":
+			return nil, fmt.Errorf("[[agent.pools]] #%d (%s): driver %q is not available in this version (see docs/api.md)", i+1, p.Name, p.Driver)
+		default:
+			return nil, fmt.Errorf("[[agent.pools]] #%d (%s): unknown driver %q (want nfs)", i+1, p.Name, p.Driver)
+		}
+	}
+	return out, nil
+}
+
+func agentConfig(f *config.Agent, version string) (agent.Config, error) {
+	ds, err := drivers(f.Pools)
+	if err != nil {
+		return agent.Config{}, err
+	}
+	if f.DataDir != "" {
+		if err := os.MkdirAll(f.DataDir, 0o750); err != nil {
+			return agent.Config{}, fmt.Errorf("agent data dir: %w", err)
+		}
+	}
+	return agent.Config{
+		Name: f.Name, Zone: f.Zone, RPCAddr: f.RPCAddr, SerfAddr: f.SerfAddr, Join: f.Join,
+		DataDir: f.DataDir, Timing: f.Timing, StatsInterval: f.StatsInterval.Duration,
+		Drivers: ds, Version: version,
+	}, nil
+}
+
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("agent", "Runs a storage agent: serves its pools to the coordinators and publishes\ntheir capacity over Serf. Pools come from [[agent.pools]] in the config file\nor --pool-dir. Flags override the config file.", stdout, stderr)
+	var cf commonFlags
+	var af agentFlags
+	cf.register(fs)
+	af.register(fs, true)
+	if err := parse(fs, args, stdout); err != nil {
+		return err
+	}
+	set := setFlags(fs)
+	file, err := cf.load(set)
+	if err != nil {
+		return err
+	}
+	if file.Agent == nil {
+		file.Agent = &config.Agent{}
+	}
+	af.apply(file.Agent, set)
+	log, err := newLogger(stderr, file.LogLevel, file.LogFormat)
+	if err != nil {
+		return err
+	}
+	cfg, err := agentConfig(file.Agent, Version)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	a, err := agent.Start(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "kiln agent %s: RPC on %s, Serf on %s\n", cfg.Name, a.RPCAddr(), a.SerfAddr())
+	<-ctx.Done()
+	log.Info("shutting down")
+	a.Leave()
+	return nil
+}
+
+// defaultDevDir is ~/.local/share/kiln-dev, or ./kiln-data without a home.
+func defaultDevDir() string {
+	if home, err := os.UserHomeDir(); err == nil && home != "" {
+		return filepath.Join(home, ".local", "share", "kiln-dev")
+	}
+	return "kiln-data"
+}
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("dev", "Runs one coordinator and one agent in one process with a local-directory\npool: zero setup. State persists in --data-dir across restarts.", stdout, stderr)
+	var cf commonFlags
+	cf.register(fs)
+	dataDir := fs.String("data-dir", defaultDevDir(), "directory for Raft state and the pool's volume files")
+	apiAddr := fs.String("api-addr", DefaultAPIAddr, "host:port of the Cinder v3 API")
+	capGB := fs.Float64("pool-capacity-gb", 0, "cap the local pool's capacity in GiB (0 = file system size)")
+	project := fs.String("project", "demo", "project used in the printed example commands")
+	if err := parse(fs, args, stdout); err != nil {
+		return err
+	}
+	set := setFlags(fs)
+	file, err := cf.load(set)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, file.LogLevel, file.LogFormat)
+	if err != nil {
+		return err
+	}
+	d, err := StartDev(DevConfig{DataDir: *dataDir, APIAddr: *apiAddr, PoolCapacityGB: *capGB, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer d.Stop()
+	if err := d.WaitReady(ctx, 30*time.Second); err != nil {
+		return err
+	}
+	url := "http://" + d.Coordinator.APIAddr()
+	fmt.Fprintf(stdout, `Kiln dev is running (data in %s).
+  Cinder v3 API: %s/v3/
+  Try:  cinder --os-auth-type noauth --os-user-id %[3]s --os-project-id %[3]s --os-endpoint %[2]s/v3/%[3]s create --name first 1
+        curl -s -H 'X-Auth-Token: %[3]s:%[3]s' %[2]s/v3/%[3]s/volumes/detail
+Press Ctrl-C to stop.
+`, *dataDir, url, *project)
+	<-ctx.Done()
+	log.Info("shutting down")
+	return nil
+}

@@ -1,0 +1,140 @@
+// Package config reads Kiln's TOML configuration file (documented in
+// docs/configuration.md). Decoding is strict: an unknown key is an error, so
+// a typo never silently falls back to a default.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// File is the whole configuration file.
+type File struct {
+	LogLevel    string       `toml:"log_level"`
+	LogFormat   string       `toml:"log_format"`
+	Coordinator *Coordinator `toml:"coordinator"`
+	Agent       *Agent       `toml:"agent"`
+}
+
+// Coordinator is the [coordinator] section.
+type Coordinator struct {
+	Name              string    `toml:"name"`
+	DataDir           string    `toml:"data_dir"`
+	RaftAddr          string    `toml:"raft_addr"`
+	SerfAddr          string    `toml:"serf_addr"`
+	APIAddr           string    `toml:"api_addr"`
+	PublicURL         string    `toml:"public_url"`
+	Join              []string  `toml:"join"`
+	BootstrapExpect   int       `toml:"bootstrap_expect"`
+	Timing            string    `toml:"timing"`
+	DefaultZone       string    `toml:"default_zone"`
+	MaxAttempts       int       `toml:"max_attempts"`
+	AgentTimeout      Duration  `toml:"agent_timeout"`
+	TaskTimeout       Duration  `toml:"task_timeout"`
+	ReconcileInterval Duration  `toml:"reconcile_interval"`
+	Placement         Placement `toml:"placement"`
+}
+
+// Placement is [coordinator.placement].
+type Placement struct {
+	Filters                           []string `toml:"filters"`
+	Weighers                          []string `toml:"weighers"`
+	CapacityWeightMultiplier          *float64 `toml:"capacity_weight_multiplier"`
+	AllocatedCapacityWeightMultiplier *float64 `toml:"allocated_capacity_weight_multiplier"`
+	VolumeNumberWeightMultiplier      *float64 `toml:"volume_number_weight_multiplier"`
+	ChanceWeightMultiplier            *float64 `toml:"chance_weight_multiplier"`
+}
+
+// Agent is the [agent] section.
+type Agent struct {
+	Name          string   `toml:"name"`
+	Zone          string   `toml:"zone"`
+	DataDir       string   `toml:"data_dir"`
+	RPCAddr       string   `toml:"rpc_addr"`
+	SerfAddr      string   `toml:"serf_addr"`
+	Join          []string `toml:"join"`
+	Timing        string   `toml:"timing"`
+	StatsInterval Duration `toml:"stats_interval"`
+	Pools         []Pool   `toml:"pools"`
+}
+
+// Pool is one [[agent.pools]] entry.
+type Pool struct {
+	Name                     string            `toml:"name"`
+	Driver                   string            `toml:"driver"`
+	Backend                  string            `toml:"backend"`
+	Dir                      string            `toml:"dir"`
+	CapacityGB               float64           `toml:"capacity_gb"`
+	Provisioning             string            `toml:"provisioning"`
+	ReservedPercentage       int               `toml:"reserved_percentage"`
+	MaxOverSubscriptionRatio string            `toml:"max_over_subscription_ratio"`
+	Capabilities             map[string]string `toml:"capabilities"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", b, err)
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q must not be negative", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// Load reads and strictly decodes a configuration file. An empty path
+// returns an empty File.
+func Load(path string) (*File, error) {
+	f := &File{}
+	if path == "" {
+		return f, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes configuration text; name is used in error messages.
+func Parse(data []byte, name string) (*File, error) {
+	f := &File{}
+	md, err := toml.Decode(string(data), f)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return nil, fmt.Errorf("config %s: %s", name, perr.ErrorWithPosition())
+		}
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		return nil, fmt.Errorf("config %s: unknown key(s): %s", name, strings.Join(keys, ", "))
+	}
+	switch f.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return nil, fmt.Errorf("config %s: log_level %q must be debug, info, warn or error", name, f.LogLevel)
+	}
+	switch f.LogFormat {
+	case "", "text", "json":
+	default:
+		return nil, fmt.Errorf("config %s: log_format %q must be text or json", name, f.LogFormat)
+	}
+	return f, nil
+}

@@ -1,0 +1,13 @@
+package nfs
+
+// SetStatfs replaces how d measures its file system, so tests can pin the
+// numbers statfs would report (in bytes).
+func SetStatfs(d *Driver, f func(dir string) (total, avail int64, err error)) {
+	d.fsStat = func(dir string) (fsUsage, error) {
+		total, avail, err := f(dir)
+		return fsUsage{total: total, avail: avail}, err
+	}
+}
+
+// HeldIDs reports how many volume IDs are locked or awaited in d.
+func HeldIDs(d *Driver) int { return d.ids.size() }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The project's test command (make test, .ci/run): installs dependencies,
+# lints, runs every test with the race detector, then short fuzz runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin
+start=$(date +%s)
+bash scripts/deps.sh
+bash scripts/lint.sh
+echo "== go test -race ./..."
+go test -race -count=1 -timeout 20m ./...
+echo "== fuzz (short runs of every fuzz target)"
+FUZZTIME=${FUZZTIME:-10s}
+go list -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do
+	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
+		echo "-- $pkg $target"
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg"
+	done
+done
+echo "== all tests passed in $(( $(date +%s) - start ))s"
