@@ -329,16 +329,18 @@ func (s *Server) Members() []gossip.Member { return s.serf.Members() }
 func (s *Server) Shutdown() {
 	s.shutOnce.Do(func() {
 		s.cancel()
+		// Raft first: pending applies fail fast instead of holding API
+		// handlers (and so the API shutdown) until their timeout.
+		if s.raft != nil {
+			if err := s.raft.Shutdown().Error(); err != nil {
+				s.log.Warn("raft shutdown", "err", err)
+			}
+		}
 		if s.app != nil {
 			_ = s.app.ShutdownWithTimeout(5 * time.Second)
 		}
 		if s.serf != nil {
 			_ = s.serf.Shutdown()
-		}
-		if s.raft != nil {
-			if err := s.raft.Shutdown().Error(); err != nil {
-				s.log.Warn("raft shutdown", "err", err)
-			}
 		}
 		if s.trans != nil {
 			_ = s.trans.Close()

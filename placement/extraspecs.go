@@ -465,10 +465,16 @@ func trimPySpace(s string) string {
 // default=False: true for "1", "t", "true", "on", "y", "yes" in any case
 // after stripping whitespace.
 func pyBool(s string) bool {
-	if s == "" || s[0] <= ' ' || s[0] >= utf8.RuneSelf || s[len(s)-1] <= ' ' || s[len(s)-1] >= utf8.RuneSelf {
+	switch s { // the usual spellings, without folding
+	case "True", "true", "1":
+		return true
+	case "False", "false", "0", "":
+		return false
+	}
+	if s[0] <= ' ' || s[0] >= utf8.RuneSelf || s[len(s)-1] <= ' ' || s[len(s)-1] >= utf8.RuneSelf {
 		s = trimPySpace(s) // rare: only then can there be space to strip
 	}
-	if len(s) == 0 || len(s) > 4 {
+	if len(s) > 4 {
 		return false
 	}
 	// Python lowercases before comparing; no non-ASCII character lowercases

@@ -6,17 +6,13 @@ import (
 	"strings"
 )
 
-// checkAZ is Cinder's AvailabilityZoneFilter: an empty requested zone passes,
-// otherwise the pool's zone must be equal.
-func checkAZ(buf []byte, p *Pool, az string) ([]byte, bool) {
-	if az == "" || p.AvailabilityZone == az {
-		return buf, true
-	}
+// appendAZ is AvailabilityZoneFilter's reason: the pool is in another zone
+// than the one requested.
+func appendAZ(buf []byte, poolAZ, az string) []byte {
 	buf = append(buf, "availability zone "...)
-	buf = appendQuoted(buf, p.AvailabilityZone)
+	buf = appendQuoted(buf, poolAZ)
 	buf = append(buf, " != "...)
-	buf = appendQuoted(buf, az)
-	return buf, false
+	return appendQuoted(buf, az)
 }
 
 // appendTried is IgnoreAttemptedHostsFilter's reason.

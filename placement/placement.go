@@ -260,14 +260,20 @@ type Decision struct {
 
 // Scored is a passing pool and its total weight.
 type Scored struct {
-	Pool   string
+	// Pool is the pool's Name.
+	Pool string
+	// Weight is the sum over weighers of multiplier x normalised value.
 	Weight float64
 }
 
 // Rejection says which filter rejected a pool and why.
 type Rejection struct {
-	Pool   string
+	// Pool is the pool's Name.
+	Pool string
+	// Filter is the configured name of the first filter that failed.
 	Filter string
+	// Reason is short and specific, such as "capacity 3 GiB free < 5 GiB
+	// requested" or `availability zone "az2" != "nova"`.
 	Reason string
 }
 
@@ -277,14 +283,18 @@ type Rejection struct {
 // ChanceWeigher is not configured.
 //
 // When no pool passes, Place returns a *NoValidPoolError (which wraps
-// ErrNoValidPool) together with a Decision whose Rejected field is filled.
-// A negative size is an error wrapping storage.ErrInvalid.
+// ErrNoValidPool) together with a Decision whose Rejected field is filled
+// (and shared with the error). A negative size is an error wrapping
+// storage.ErrInvalid. Place reads pools and req and never modifies them.
 func (e *Engine) Place(req Request, pools []Pool, rnd func() float64) (Decision, error) {
 	if req.SizeGB < 0 {
 		return Decision{}, fmt.Errorf("placement: %w: size %d GiB is negative", storage.ErrInvalid, req.SizeGB)
 	}
 	if e.chance && rnd == nil {
 		return Decision{}, errors.New("placement: ChanceWeigher is configured but rnd is nil")
+	}
+	if len(pools) > math.MaxInt32 {
+		return Decision{}, fmt.Errorf("placement: %d pools is more than one decision handles", len(pools))
 	}
 	r := e.prepare(&req)
 
@@ -299,35 +309,45 @@ func (e *Engine) Place(req Request, pools []Pool, rnd func() float64) (Decision,
 	if len(e.weighers) > 0 {
 		backing := make([]float64, len(e.weighers)*n)
 		for k := range raw {
-			raw[k] = backing[k*n : k*n : (k+1)*n]
+			raw[k] = backing[k*n : (k+1)*n]
 		}
+	}
+	filter := r.filter
+	if r.inOrder {
+		filter = r.filterInOrder
 	}
 	for i := range pools {
 		p := &pools[i]
-		if id := r.filter(p); id >= 0 {
+		if id := filter(p); id >= 0 {
 			outcome[i] = id + 1
 			continue
 		}
+		j := len(alive)
 		alive = append(alive, int32(i))
 		for k := range e.weighers {
-			raw[k] = append(raw[k], e.weighers[k].raw(p, r.thick, rnd))
+			raw[k][j] = e.weighers[k].raw(p, r.thick, rnd)
 		}
+	}
+	for k := range raw {
+		raw[k] = raw[k][:len(alive)]
 	}
 
 	var d Decision
 	if len(alive) < n {
-		text := string(r.buf)
-		d.Rejected = make([]Rejection, 0, n-len(alive))
+		texts := r.finish()
+		d.Rejected = make([]Rejection, n-len(alive))
+		j := 0
 		for i, o := range outcome {
 			if o == 0 {
 				continue
 			}
-			rs := r.reasons[o-1]
-			d.Rejected = append(d.Rejected, Rejection{
+			rs := &r.reasons[o-1]
+			d.Rejected[j] = Rejection{
 				Pool:   pools[i].Name,
 				Filter: e.filters[rs.filter].name,
-				Reason: text[rs.start:rs.end],
-			})
+				Reason: texts[rs.chunk][rs.start:rs.end],
+			}
+			j++
 		}
 	}
 	if len(alive) == 0 {

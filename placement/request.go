@@ -12,13 +12,15 @@ type request struct {
 	same     []string
 	diff     []string
 
-	// buf holds the text of every distinct reason back to back and reasons
-	// describes each one; a rejected pool refers to its reason by index.
-	// Across thousands of pools most reasons repeat (every NFS pool fails
-	// volume_backend_name the same way), so the filters whose reason
-	// depends on one string remember the reasons they wrote for recent
-	// values and reuse them instead of formatting and storing them again.
+	// The text of every distinct reason is written back to back into buf,
+	// a chunk that is turned into a string (texts) whenever the next
+	// reason might not fit, and reused; reasons describes each reason and a
+	// rejected pool refers to one by index. Across thousands of pools most
+	// reasons repeat (every NFS pool fails volume_backend_name the same
+	// way), so the filters whose reason depends on one string remember the
+	// reasons they wrote for recent values and reuse them.
 	buf     []byte
+	texts   []string
 	reasons []reason
 	memos   []filterMemo // one per configured filter
 
@@ -40,11 +42,46 @@ type activeFilter struct {
 	idx  int // index in Engine.filters
 }
 
-// reason is the text buf[start:end], written by the filter at index filter
-// of Engine.filters.
+// reason is the text texts[chunk][start:end] (or buf[start:end] while chunk
+// is still being written), written by the filter at index filter of
+// Engine.filters.
 type reason struct {
+	chunk      int32
 	start, end int32
 	filter     uint8
+}
+
+// Reason text chunks: a reason is at most about a kilobyte (names and
+// values are cut to 64 bytes before quoting), so a chunk with less room
+// left than maxReasonLen is flushed before the next reason.
+const (
+	chunkSize    = 8 << 10
+	maxReasonLen = 1 << 10
+)
+
+// begin returns where the next reason starts in buf, flushing buf to texts
+// first if the reason might not fit.
+func (r *request) begin() int {
+	if cap(r.buf)-len(r.buf) < maxReasonLen && len(r.buf) > 0 {
+		r.texts = append(r.texts, string(r.buf))
+		r.buf = r.buf[:0]
+	}
+	return len(r.buf)
+}
+
+// finish flushes the last chunk and returns the text of every reason.
+func (r *request) finish() []string {
+	if len(r.buf) > 0 {
+		r.texts = append(r.texts, string(r.buf))
+		r.buf = r.buf[:0]
+	}
+	return r.texts
+}
+
+// text returns the text of reason id; after finish.
+func (r *request) text(id int32) string {
+	rs := r.reasons[id]
+	return r.texts[rs.chunk][rs.start:rs.end]
 }
 
 // filterMemo holds what one filter remembers of the reasons it wrote.
@@ -101,7 +138,7 @@ func (e *Engine) prepare(req *Request) *request {
 		az:    req.AvailabilityZone,
 		thick: ThickRequested(req.ExtraSpecs),
 		tried: req.Tried,
-		buf:   make([]byte, 0, 4096),
+		buf:   make([]byte, 0, chunkSize),
 		memos: make([]filterMemo, len(e.filters)),
 	}
 	for fi, f := range e.filters {
@@ -161,20 +198,18 @@ func (e *Engine) prepare(req *Request) *request {
 
 // add records the reason text written to buf since start and returns its id.
 func (r *request) add(fi, start int) int32 {
-	r.reasons = append(r.reasons, reason{start: int32(start), end: int32(len(r.buf)), filter: uint8(fi)})
+	r.reasons = append(r.reasons, reason{chunk: int32(len(r.texts)), start: int32(start), end: int32(len(r.buf)), filter: uint8(fi)})
 	return int32(len(r.reasons) - 1)
 }
 
 // filter runs the active filters on p in order. It returns -1 when p passes
 // them all, otherwise the id of the reason the first failing one gives.
+// When r.inOrder is set, filterInOrder does the same faster.
 // Pools mostly pass, so the cheap checks are inline here and reasons are
 // built out of line. All filters run on one pool before the next pool (rather
 // than each filter over all pools, as Cinder does, with the same result) so
 // that a pool's cache lines are loaded once.
 func (r *request) filter(p *Pool) int32 {
-	if r.inOrder {
-		return r.filterInOrder(p)
-	}
 	for _, f := range r.active {
 		id := int32(-1)
 		switch f.kind {
@@ -184,7 +219,7 @@ func (r *request) filter(p *Pool) int32 {
 			}
 		case fCapacity:
 			if v := capacity(p, r.size, r.thick); v.code != capFits {
-				start := len(r.buf)
+				start := r.begin()
 				r.buf = capReason(r.buf, v, p, r.size)
 				id = r.add(f.idx, start)
 			}
@@ -217,7 +252,7 @@ func (r *request) filterInOrder(p *Pool) int32 {
 	}
 	if fi := r.on[fCapacity]; fi >= 0 {
 		if v := capacity(p, r.size, r.thick); v.code != capFits {
-			start := len(r.buf)
+			start := r.begin()
 			r.buf = capReason(r.buf, v, p, r.size)
 			return r.add(fi, start)
 		}
@@ -263,18 +298,22 @@ func (r *request) filterHints(p *Pool) int32 {
 	return -1
 }
 
+// rejectAZ is AvailabilityZoneFilter rejecting p, whose zone is not the one
+// requested.
 func (r *request) rejectAZ(fi int, p *Pool) int32 {
 	m := &r.memos[fi].a
 	if id, ok := m.find(p.AvailabilityZone); ok {
 		return id
 	}
-	start := len(r.buf)
-	r.buf, _ = checkAZ(r.buf, p, r.az)
+	start := r.begin()
+	r.buf = appendAZ(r.buf, p.AvailabilityZone, r.az)
 	id := r.add(fi, start)
 	m.put(p.AvailabilityZone, id)
 	return id
 }
 
+// checkTried is IgnoreAttemptedHostsFilter: a pool already attempted for
+// this request is skipped.
 func (r *request) checkTried(fi int, p *Pool) int32 {
 	tried := false
 	if r.triedSet != nil {
@@ -292,13 +331,15 @@ func (r *request) checkTried(fi int, p *Pool) int32 {
 	}
 	m := &r.memos[fi]
 	if m.tried < 0 {
-		start := len(r.buf)
+		start := r.begin()
 		r.buf = appendTried(r.buf)
 		m.tried = r.add(fi, start)
 	}
 	return m.tried
 }
 
+// checkSame is SameBackendFilter: with hints, p's backend must be the
+// backend of one of the hinted pools.
 func (r *request) checkSame(fi int, m *memo, p *Pool) int32 {
 	if len(r.same) == 0 {
 		return -1
@@ -312,13 +353,15 @@ func (r *request) checkSame(fi int, m *memo, p *Pool) int32 {
 	if id, ok := m.find(b); ok {
 		return id
 	}
-	start := len(r.buf)
+	start := r.begin()
 	r.buf = appendNotSame(r.buf, b)
 	id := r.add(fi, start)
 	m.put(b, id)
 	return id
 }
 
+// checkDifferent is DifferentBackendFilter: p's backend must not be the
+// backend of any hinted pool.
 func (r *request) checkDifferent(fi int, m *memo, p *Pool) int32 {
 	if len(r.diff) == 0 {
 		return -1
@@ -329,7 +372,7 @@ func (r *request) checkDifferent(fi int, m *memo, p *Pool) int32 {
 			if id, ok := m.find(b); ok {
 				return id
 			}
-			start := len(r.buf)
+			start := r.begin()
 			r.buf = appendExcluded(r.buf, b)
 			id := r.add(fi, start)
 			m.put(b, id)
@@ -344,24 +387,22 @@ func (r *request) checkDifferent(fi int, m *memo, p *Pool) int32 {
 func (r *request) matchSpecs(fi int, p *Pool) int32 {
 	for si := range r.specs {
 		s := &r.specs[si]
-		var v capValue
-		ok := true
 		switch s.src {
 		case srcMap:
-			v.s, ok = p.Capabilities[s.name]
-		case srcBackend:
-			v.s = p.Backend
-		default:
-			v, ok = capability(p, s.src, s.name)
-		}
-		if ok {
-			if v.isNum {
-				if s.req.match(v) {
-					continue
-				}
-			} else if s.req.matchString(v.s) {
+			val, ok := p.Capabilities[s.name]
+			if ok && s.req.matchString(val) {
 				continue
 			}
+			return r.specReason(fi, s, &r.memos[fi].specs[si], capValue{s: val}, ok)
+		case srcBackend:
+			if s.req.matchString(p.Backend) {
+				continue
+			}
+			return r.specReason(fi, s, &r.memos[fi].specs[si], capValue{s: p.Backend}, true)
+		}
+		v, ok := capability(p, s.src, s.name)
+		if ok && s.req.match(v) {
+			continue
 		}
 		return r.specReason(fi, s, &r.memos[fi].specs[si], v, ok)
 	}
@@ -374,7 +415,7 @@ func (r *request) specReason(fi int, s *specReq, m *specMemo, v capValue, ok boo
 	switch {
 	case !ok:
 		if m.missing < 0 {
-			start := len(r.buf)
+			start := r.begin()
 			r.buf = appendMissing(r.buf, s)
 			m.missing = r.add(fi, start)
 		}
@@ -382,14 +423,14 @@ func (r *request) specReason(fi int, s *specReq, m *specMemo, v capValue, ok boo
 	case v.isNum:
 		// Numbers are not memoised: they rarely repeat, and their string
 		// form would have to be built to compare.
-		start := len(r.buf)
+		start := r.begin()
 		r.buf = appendMismatch(r.buf, s, v)
 		return r.add(fi, start)
 	}
 	if id, hit := m.values.find(v.s); hit {
 		return id
 	}
-	start := len(r.buf)
+	start := r.begin()
 	r.buf = appendMismatch(r.buf, s, v)
 	id := r.add(fi, start)
 	m.values.put(v.s, id)

@@ -48,7 +48,11 @@ func (e *Engine) combine(raw [][]float64, n int) []float64 {
 	total := raw[0]
 	m0 := e.weighers[0].mult
 	for j, x := range total {
-		total[j] = float64(m0 * x)
+		v := float64(m0 * x)
+		if v == 0 {
+			v = 0 // Cinder starts from 0.0, so a -0 product sums to +0
+		}
+		total[j] = v
 	}
 	for k := 1; k < len(raw); k++ {
 		m := e.weighers[k].mult
@@ -201,24 +205,27 @@ func sortRanked(s []Scored) int {
 		a[j] = descKey(s[j].Weight)&^mask | uint64(j)
 	}
 	radixSort(a, tmp)
-	for i := 0; i < n; {
+	for i := 1; i < n; i++ {
+		if (a[i]^a[i-1])>>pb != 0 {
+			continue
+		}
+		// a[i-1:j] agree above the position bits.
+		first := i - 1
 		j := i + 1
-		for j < n && a[j]>>pb == a[i]>>pb {
+		for j < n && (a[j]^a[first])>>pb == 0 {
 			j++
 		}
-		if j-i > 1 {
-			slices.SortFunc(a[i:j], func(x, y uint64) int {
-				px, py := x&mask, y&mask
-				if c := cmp.Compare(descKey(s[px].Weight), descKey(s[py].Weight)); c != 0 {
-					return c
-				}
-				if c := strings.Compare(s[px].Pool, s[py].Pool); c != 0 {
-					return c
-				}
-				return cmp.Compare(px, py)
-			})
-		}
 		i = j
+		slices.SortFunc(a[first:j], func(x, y uint64) int {
+			px, py := x&mask, y&mask
+			if c := cmp.Compare(descKey(s[px].Weight), descKey(s[py].Weight)); c != 0 {
+				return c
+			}
+			if c := strings.Compare(s[px].Pool, s[py].Pool); c != 0 {
+				return c
+			}
+			return cmp.Compare(px, py)
+		})
 	}
 	best := int(a[0] & mask)
 	// Position i of the result takes s[a[i]]: follow each cycle of the

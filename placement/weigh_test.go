@@ -304,3 +304,18 @@ func TestWeightsStayFinite(t *testing.T) {
 		}
 	}
 }
+
+func TestNoNegativeZeroWeights(t *testing.T) {
+	// -1 x normalised 0 is -0 in IEEE arithmetic; Cinder's sum starts from
+	// 0.0 and reports +0, and so do we (JSON would show "-0").
+	e := weighOnly(t, []string{CapacityWeigher}, func(c *Config) { c.CapacityWeightMultiplier = -1 })
+	d, err := e.Place(Request{SizeGB: 1}, []Pool{free("a", 100), free("b", 0)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range d.Ranked {
+		if s.Weight == 0 && math.Signbit(s.Weight) {
+			t.Errorf("%s has weight -0", s.Pool)
+		}
+	}
+}

@@ -2,7 +2,7 @@
 # gofmt and go vet over the whole module; fails on any finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+unformatted=$(gofmt -l $(find . -name '*.go' -not -path './.git/*'))
 if [ -n "$unformatted" ]; then
 	echo "gofmt needed on:" >&2
 	echo "$unformatted" >&2

@@ -94,8 +94,8 @@ func TestQuotaUpdate(t *testing.T) {
 		{"no quota_set", map[string]any{"volumes": 1}, "('volumes' was unexpected)", false},
 		{"not object", map[string]any{"quota_set": []any{}}, "is not of type 'object'", false},
 		{"malformed", "{", "Malformed request body", false},
-		{"below usage", map[string]any{"quota_set": map[string]any{"volumes": 1}}, "must be greater than or equal to already used and reserved 2", true},
-		{"gigabytes below usage", map[string]any{"quota_set": map[string]any{"gigabytes": 9}}, "already used and reserved 10", true},
+		{"below usage", map[string]any{"quota_set": map[string]any{"volumes": 1}}, "Quota volumes limit must be equal or greater than existing resources. Current usage is 2 and the requested limit is 1.", true},
+		{"gigabytes below usage", map[string]any{"quota_set": map[string]any{"gigabytes": 9}}, "Current usage is 10 and the requested limit is 9", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			check := h.unchanged

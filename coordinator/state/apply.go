@@ -173,7 +173,13 @@ func (s *State) checkVolumeQuota(project, typeID string, size int64) *Error {
 
 func (s *State) applyCreateVolume(c *CreateVolume) *Error {
 	v := c.Volume
-	if s.d.Volumes[v.ID] != nil {
+	if old := s.d.Volumes[v.ID]; old != nil {
+		// IDs are fresh UUIDs chosen by the proposer, so the same ID with
+		// the same project and creation time is this very command again (a
+		// forward retried after the leader died before answering).
+		if old.ProjectID == v.ProjectID && old.CreatedAt.Equal(v.CreatedAt) {
+			return nil
+		}
 		return errorf(KindConflict, "Volume %s already exists.", v.ID)
 	}
 	if s.d.Types[v.TypeID] == nil {
@@ -321,6 +327,9 @@ func (s *State) applyUpdateVolume(c *UpdateVolume) *Error {
 			nv.Metadata = map[string]string{}
 		}
 	case MetaMerge:
+		if nv.Metadata == nil {
+			nv.Metadata = map[string]string{}
+		}
 		maps.Copy(nv.Metadata, c.Metadata)
 	case MetaDelete:
 		if _, ok := nv.Metadata[c.DeleteKey]; !ok {
@@ -395,7 +404,10 @@ func typeNotFound(id string) *Error {
 }
 
 func (s *State) applyCreateType(c *CreateType) *Error {
-	if s.d.Types[c.Type.ID] != nil {
+	if old := s.d.Types[c.Type.ID]; old != nil {
+		if old.Name == c.Type.Name && old.CreatedAt.Equal(c.Type.CreatedAt) {
+			return nil // the same command retried
+		}
 		return errorf(KindConflict, "Volume type %s already exists.", c.Type.ID)
 	}
 	if s.typeByName(c.Type.Name) != nil {
@@ -536,7 +548,7 @@ func (s *State) applySetQuota(c *SetQuota) *Error {
 		}
 		if limit >= 0 && name != QuotaPerVolumeGigabytes {
 			if used := s.usageOf(c.ProjectID, name); limit < used {
-				return errorf(KindInvalid, "Quota limit %d for %s must be greater than or equal to already used and reserved %d.", limit, name, used)
+				return errorf(KindInvalid, "Quota %s limit must be equal or greater than existing resources. Current usage is %d and the requested limit is %d.", name, used, limit)
 			}
 		}
 	}

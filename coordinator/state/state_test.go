@@ -404,3 +404,18 @@ func BenchmarkSnapshotRestore100k(b *testing.B) {
 	perOp := b.Elapsed().Seconds() / float64(b.N)
 	b.ReportMetric(perOp/2.0, "x_target_2s")
 }
+
+func TestCreateIsIdempotentForTheSameCommand(t *testing.T) {
+	s := New()
+	v := newVolume(1, "p", 2)
+	mustApply(t, s, CreateVolume{Volume: v})
+	mustApply(t, s, CreateVolume{Volume: v}) // retried forward
+	if vols, gb := usage(s, "p"); vols != 1 || gb != 2 {
+		t.Fatalf("retried create counted twice: %d %d", vols, gb)
+	}
+	other := v
+	other.CreatedAt = v.CreatedAt.Add(time.Second)
+	if err := apply(t, s, CreateVolume{Volume: other}); err == nil || err.Kind != KindConflict {
+		t.Fatalf("different create with the same ID: %v", err)
+	}
+}
