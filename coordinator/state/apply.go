@@ -257,7 +257,11 @@ func (s *State) applyScheduleVolume(c *ScheduleVolume) *Error {
 		use = *pu
 	}
 	pp := PlacementPool(p, use, c.TotalKind, c.TotalGB, c.FreeKind, c.FreeGB)
-	if ok, reason := placement.CheckCapacity(pp, v.SizeGB); !ok {
+	var specs map[string]string
+	if t := s.d.Types[v.TypeID]; t != nil {
+		specs = t.ExtraSpecs
+	}
+	if ok, reason := placement.CheckCapacityFor(pp, v.SizeGB, placement.ThickRequested(specs)); !ok {
 		return errorf(KindNoCapacity, "pool %s: %s", c.Pool, reason)
 	}
 	nv := cloneVolume(v)
