@@ -156,6 +156,33 @@ func (f *forwarder) mount(app *fiber.App) {
 		}
 		return c.JSON(res)
 	})
+	app.Get("/internal/v1/status", func(c *fiber.Ctx) error {
+		return c.JSON(f.s.Status())
+	})
+}
+
+// Status is what GET /internal/v1/status reports: a coordinator's view of
+// the Raft cluster, for operators' health checks and tests.
+type Status struct {
+	Node         string   `json:"node"`
+	IsLeader     bool     `json:"is_leader"`
+	Leader       string   `json:"leader"`
+	RaftState    string   `json:"raft_state"`
+	AppliedIndex uint64   `json:"applied_index"`
+	Voters       []string `json:"voters"`
+}
+
+// Status reports this node's Raft view.
+func (s *Server) Status() Status {
+	_, leader := s.raft.LeaderWithID()
+	st := Status{Node: s.cfg.NodeName, IsLeader: s.raft.State() == raft.Leader, Leader: string(leader),
+		RaftState: s.raft.State().String(), AppliedIndex: s.fsm.AppliedIndex()}
+	if servers, err := s.raftServers(); err == nil {
+		for _, sv := range servers {
+			st.Voters = append(st.Voters, string(sv.ID))
+		}
+	}
+	return st
 }
 
 // waitApplied blocks until the local FSM has applied index (bounded), so a
