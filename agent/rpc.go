@@ -73,8 +73,10 @@ func (a *Agent) handleList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, agentrpc.VolumeList{Volumes: vols})
 }
 
-func (a *Agent) handleCreate(w http.ResponseWriter, r *http.Request) {
-	log := a.reqLog(r)
+// volumeOp resolves {pool} and {id}, validates the ID and runs op under the
+// volume's lock; op writes the success response.
+func (a *Agent) volumeOp(w http.ResponseWriter, r *http.Request, what string,
+	op func(log *slog.Logger, d Driver, id string) error) {
 	pool, d, err := a.pool(r)
 	if err != nil {
 		writeErr(w, err)
@@ -85,51 +87,45 @@ func (a *Agent) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	var req agentrpc.CreateRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeErr(w, errors.Join(storage.ErrInvalid, err))
-		return
-	}
-	if err := storage.ValidateSize(req.SizeGB); err != nil {
-		writeErr(w, err)
-		return
-	}
+	log := a.reqLog(r).With("volume_id", id, "pool", pool)
 	unlock := a.locks.lock(id)
 	defer unlock()
 	start := time.Now()
-	vol, err := d.CreateVolume(r.Context(), id, req.SizeGB)
-	if err != nil {
-		log.Warn("create volume failed", "volume_id", id, "pool", pool, "err", err)
+	if err := op(log, d, id); err != nil {
+		log.Warn(what+" failed", "err", err)
 		writeErr(w, err)
 		return
 	}
 	a.poke()
-	log.Info("volume created", "volume_id", id, "pool", pool, "size_gb", req.SizeGB, "took", time.Since(start))
-	writeJSON(w, http.StatusOK, agentrpc.VolumeResponse{Volume: vol})
+	log.Info(what+" done", "took", time.Since(start))
+}
+
+func (a *Agent) handleCreate(w http.ResponseWriter, r *http.Request) {
+	a.volumeOp(w, r, "create volume", func(log *slog.Logger, d Driver, id string) error {
+		var req agentrpc.CreateRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return errors.Join(storage.ErrInvalid, err)
+		}
+		if err := storage.ValidateSize(req.SizeGB); err != nil {
+			return err
+		}
+		vol, err := d.CreateVolume(r.Context(), id, req.SizeGB)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, agentrpc.VolumeResponse{Volume: vol})
+		return nil
+	})
 }
 
 func (a *Agent) handleDelete(w http.ResponseWriter, r *http.Request) {
-	log := a.reqLog(r)
-	pool, d, err := a.pool(r)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	id := r.PathValue("id")
-	if err := storage.ValidateID(id); err != nil {
-		writeErr(w, err)
-		return
-	}
-	unlock := a.locks.lock(id)
-	defer unlock()
-	if err := d.DeleteVolume(r.Context(), id); err != nil {
-		log.Warn("delete volume failed", "volume_id", id, "pool", pool, "err", err)
-		writeErr(w, err)
-		return
-	}
-	a.poke()
-	log.Info("volume deleted", "volume_id", id, "pool", pool)
-	w.WriteHeader(http.StatusNoContent)
+	a.volumeOp(w, r, "delete volume", func(log *slog.Logger, d Driver, id string) error {
+		if err := d.DeleteVolume(r.Context(), id); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
 }

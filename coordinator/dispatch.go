@@ -280,15 +280,27 @@ func (s *Server) agentAddr(agent string) (string, bool) {
 	return "", false
 }
 
-func (s *Server) createOnAgent(ctx context.Context, log *slog.Logger, v *state.Volume) {
-	p := s.fsm.State.Pool(v.Pool)
+// target finds the pool a volume is placed on and its agent's address. A
+// pool Raft no longer knows returns nil; an agent without an address yet
+// schedules a retry and returns ok=false.
+func (s *Server) target(ctx context.Context, v *state.Volume) (p *state.Pool, addr string, ok bool) {
+	p = s.fsm.State.Pool(v.Pool)
 	if p == nil {
-		s.failCreate(ctx, log, v, "pool "+v.Pool+" is no longer registered")
+		return nil, "", true
+	}
+	if addr, ok = s.agentAddr(p.Agent); !ok {
+		s.retryLater(ctx, v.ID, 2*time.Second)
+	}
+	return p, addr, ok
+}
+
+func (s *Server) createOnAgent(ctx context.Context, log *slog.Logger, v *state.Volume) {
+	p, addr, ok := s.target(ctx, v)
+	if !ok {
 		return
 	}
-	addr, ok := s.agentAddr(p.Agent)
-	if !ok {
-		s.retryLater(ctx, v.ID, 2*time.Second)
+	if p == nil {
+		s.failCreate(ctx, log, v, "pool "+v.Pool+" is no longer registered")
 		return
 	}
 	log = log.With("pool", v.Pool, "agent", p.Agent)
@@ -330,14 +342,12 @@ func (s *Server) failCreate(ctx context.Context, log *slog.Logger, v *state.Volu
 }
 
 func (s *Server) deleteOnAgent(ctx context.Context, log *slog.Logger, v *state.Volume) {
-	p := s.fsm.State.Pool(v.Pool)
-	if p == nil {
-		s.applyLogged(ctx, log, state.VolumeDeleted{ID: v.ID, At: time.Now().UTC()})
+	p, addr, ok := s.target(ctx, v)
+	if !ok {
 		return
 	}
-	addr, ok := s.agentAddr(p.Agent)
-	if !ok {
-		s.retryLater(ctx, v.ID, 2*time.Second)
+	if p == nil {
+		s.applyLogged(ctx, log, state.VolumeDeleted{ID: v.ID, At: time.Now().UTC()})
 		return
 	}
 	log = log.With("pool", v.Pool, "agent", p.Agent)

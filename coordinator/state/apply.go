@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/kilnstore/kiln/internal/storage"
 	"github.com/kilnstore/kiln/placement"
@@ -483,39 +484,43 @@ func (s *State) applyDeleteType(c *DeleteType) *Error {
 	return nil
 }
 
-func (s *State) applySetExtraSpecs(c *SetExtraSpecs) *Error {
-	t := s.d.Types[c.TypeID]
+// changeSpecs applies fn to a copy of an unused type's extra specs.
+func (s *State) changeSpecs(typeID string, at time.Time, fn func(specs map[string]string) *Error) *Error {
+	t := s.d.Types[typeID]
 	if t == nil {
-		return typeNotFound(c.TypeID)
-	}
-	if s.typeUses[c.TypeID] > 0 {
-		return errorf(KindInvalid, "Volume Type is currently in use.")
+		return typeNotFound(typeID)
 	}
 	nt := *t
 	nt.ExtraSpecs = maps.Clone(t.ExtraSpecs)
-	maps.Copy(nt.ExtraSpecs, c.Specs)
-	nt.UpdatedAt = c.At
-	s.d.Types[c.TypeID] = &nt
+	if nt.ExtraSpecs == nil {
+		nt.ExtraSpecs = map[string]string{}
+	}
+	if err := fn(nt.ExtraSpecs); err != nil {
+		return err
+	}
+	if s.typeUses[typeID] > 0 {
+		return errorf(KindInvalid, "Volume Type is currently in use.")
+	}
+	nt.UpdatedAt = at
+	s.d.Types[typeID] = &nt
 	return nil
 }
 
+func (s *State) applySetExtraSpecs(c *SetExtraSpecs) *Error {
+	return s.changeSpecs(c.TypeID, c.At, func(specs map[string]string) *Error {
+		maps.Copy(specs, c.Specs)
+		return nil
+	})
+}
+
 func (s *State) applyDeleteExtraSpec(c *DeleteExtraSpec) *Error {
-	t := s.d.Types[c.TypeID]
-	if t == nil {
-		return typeNotFound(c.TypeID)
-	}
-	if _, ok := t.ExtraSpecs[c.Key]; !ok {
-		return errorf(KindNotFound, "Volume Type %s has no extra specs with key %s.", c.TypeID, c.Key)
-	}
-	if s.typeUses[c.TypeID] > 0 {
-		return errorf(KindInvalid, "Volume Type is currently in use.")
-	}
-	nt := *t
-	nt.ExtraSpecs = maps.Clone(t.ExtraSpecs)
-	delete(nt.ExtraSpecs, c.Key)
-	nt.UpdatedAt = c.At
-	s.d.Types[c.TypeID] = &nt
-	return nil
+	return s.changeSpecs(c.TypeID, c.At, func(specs map[string]string) *Error {
+		if _, ok := specs[c.Key]; !ok {
+			return errorf(KindNotFound, "Volume Type %s has no extra specs with key %s.", c.TypeID, c.Key)
+		}
+		delete(specs, c.Key)
+		return nil
+	})
 }
 
 // usageOf returns in-use + reserved of a quota resource name for a project.

@@ -1,7 +1,6 @@
 package state
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -57,21 +56,20 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	return &snapshot{d: d, index: f.applied.Load()}, nil
 }
 
-// Restore replaces the state with a snapshot.
+// Restore replaces the state with a snapshot. The snapshot is read and
+// checked in full before the state is touched: a snapshot that is truncated,
+// corrupt or of an unknown version leaves the state as it was.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	var env snapshotEnvelope
-	if err := json.NewDecoder(rc).Decode(&env); err != nil {
-		return fmt.Errorf("restore snapshot: decode: %w", err)
-	}
-	if env.Version != snapshotVersion {
-		return fmt.Errorf("restore snapshot: version %d, this coordinator reads %d", env.Version, snapshotVersion)
+	d, index, err := readSnapshot(rc)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	s := f.State
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.reset(env.Data)
-	f.applied.Store(env.Index)
+	s.reset(d)
+	f.applied.Store(index)
 	if s.onChange != nil {
 		for id := range s.d.Volumes {
 			s.onChange(id)
@@ -80,21 +78,14 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-const snapshotVersion = 1
-
-type snapshotEnvelope struct {
-	Version int    `json:"version"`
-	Index   uint64 `json:"index"`
-	Data    data   `json:"data"`
-}
-
 type snapshot struct {
 	d     data
 	index uint64
 }
 
+// Persist writes the snapshot (format in snapshot.go) to sink.
 func (sn *snapshot) Persist(sink raft.SnapshotSink) error {
-	if err := json.NewEncoder(sink).Encode(snapshotEnvelope{Version: snapshotVersion, Index: sn.index, Data: sn.d}); err != nil {
+	if err := writeSnapshot(sink, sn.index, &sn.d); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -73,13 +74,17 @@ func (c *coordFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.expect, "bootstrap-expect", 1, "number of coordinators forming the cluster (1, 3 or 5)")
 }
 
+// override sets *dst to the flag's value when the flag was given or the
+// file left the key empty (so flag defaults fill what the file omits).
+func override(set map[string]bool, flag string, dst *string, v string) {
+	if set[flag] || *dst == "" {
+		*dst = v
+	}
+}
+
 // apply overlays set flags on the file section (flags win).
 func (c *coordFlags) apply(f *config.Coordinator, set map[string]bool) {
-	str := func(flag string, dst *string, v string) {
-		if set[flag] || *dst == "" {
-			*dst = v
-		}
-	}
+	str := func(flag string, dst *string, v string) { override(set, flag, dst, v) }
 	str("name", &f.Name, c.name)
 	str("data-dir", &f.DataDir, c.dataDir)
 	str("raft-addr", &f.RaftAddr, c.raftAddr)
@@ -128,25 +133,39 @@ func coordinatorConfig(f *config.Coordinator, version string) (coordinator.Confi
 	}, nil
 }
 
-func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("coordinator", "Runs a coordinator: Raft-replicated state, the Cinder v3 API and, on the\nleader, placement and dispatch to agents. Flags override the config file.", stdout, stderr)
+// setup parses a subcommand's flags, loads the config file, lets apply
+// overlay the flags, and builds the logger.
+func setup(name, summary string, args []string, stdout, stderr io.Writer,
+	register func(*flag.FlagSet), apply func(*config.File, map[string]bool)) (*config.File, *slog.Logger, error) {
+	fs := newFlagSet(name, summary, stdout, stderr)
 	var cf commonFlags
-	var co coordFlags
 	cf.register(fs)
-	co.register(fs)
+	register(fs)
 	if err := parse(fs, args, stdout); err != nil {
-		return err
+		return nil, nil, err
 	}
 	set := setFlags(fs)
 	file, err := cf.load(set)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	if file.Coordinator == nil {
-		file.Coordinator = &config.Coordinator{}
-	}
-	co.apply(file.Coordinator, set)
+	apply(file, set)
 	log, err := newLogger(stderr, file.LogLevel, file.LogFormat)
+	if err != nil {
+		return nil, nil, err
+	}
+	return file, log, nil
+}
+
+func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var co coordFlags
+	file, log, err := setup("coordinator", "Runs a coordinator: Raft-replicated state, the Cinder v3 API and, on the\nleader, placement and dispatch to agents. Flags override the config file.",
+		args, stdout, stderr, co.register, func(f *config.File, set map[string]bool) {
+			if f.Coordinator == nil {
+				f.Coordinator = &config.Coordinator{}
+			}
+			co.apply(f.Coordinator, set)
+		})
 	if err != nil {
 		return err
 	}
@@ -189,11 +208,7 @@ func (a *agentFlags) register(fs *flag.FlagSet, withPool bool) {
 }
 
 func (a *agentFlags) apply(f *config.Agent, set map[string]bool) {
-	str := func(flag string, dst *string, v string) {
-		if set[flag] || *dst == "" {
-			*dst = v
-		}
-	}
+	str := func(flag string, dst *string, v string) { override(set, flag, dst, v) }
 	str("name", &f.Name, a.name)
 	str("zone", &f.Zone, a.zone)
 	str("data-dir", &f.DataDir, a.dataDir)
@@ -250,24 +265,14 @@ func agentConfig(f *config.Agent, version string) (agent.Config, error) {
 }
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("agent", "Runs a storage agent: serves its pools to the coordinators and publishes\ntheir capacity over Serf. Pools come from [[agent.pools]] in the config file\nor --pool-dir. Flags override the config file.", stdout, stderr)
-	var cf commonFlags
 	var af agentFlags
-	cf.register(fs)
-	af.register(fs, true)
-	if err := parse(fs, args, stdout); err != nil {
-		return err
-	}
-	set := setFlags(fs)
-	file, err := cf.load(set)
-	if err != nil {
-		return err
-	}
-	if file.Agent == nil {
-		file.Agent = &config.Agent{}
-	}
-	af.apply(file.Agent, set)
-	log, err := newLogger(stderr, file.LogLevel, file.LogFormat)
+	file, log, err := setup("agent", "Runs a storage agent: serves its pools to the coordinators and publishes\ntheir capacity over Serf. Pools come from [[agent.pools]] in the config file\nor --pool-dir. Flags override the config file.",
+		args, stdout, stderr, func(fs *flag.FlagSet) { af.register(fs, true) }, func(f *config.File, set map[string]bool) {
+			if f.Agent == nil {
+				f.Agent = &config.Agent{}
+			}
+			af.apply(f.Agent, set)
+		})
 	if err != nil {
 		return err
 	}
@@ -296,26 +301,19 @@ func defaultDevDir() string {
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dev", "Runs one coordinator and one agent in one process with a local-directory\npool: zero setup. State persists in --data-dir across restarts.", stdout, stderr)
-	var cf commonFlags
-	cf.register(fs)
-	dataDir := fs.String("data-dir", defaultDevDir(), "directory for Raft state and the pool's volume files")
-	apiAddr := fs.String("api-addr", DefaultAPIAddr, "host:port of the Cinder v3 API")
-	capGB := fs.Float64("pool-capacity-gb", 0, "cap the local pool's capacity in GiB (0 = file system size)")
-	project := fs.String("project", "demo", "project used in the printed example commands")
-	if err := parse(fs, args, stdout); err != nil {
-		return err
-	}
-	set := setFlags(fs)
-	file, err := cf.load(set)
+	var dataDir, apiAddr, project string
+	var capGB float64
+	_, log, err := setup("dev", "Runs one coordinator and one agent in one process with a local-directory\npool: zero setup. State persists in --data-dir across restarts.",
+		args, stdout, stderr, func(fs *flag.FlagSet) {
+			fs.StringVar(&dataDir, "data-dir", defaultDevDir(), "directory for Raft state and the pool's volume files")
+			fs.StringVar(&apiAddr, "api-addr", DefaultAPIAddr, "host:port of the Cinder v3 API")
+			fs.Float64Var(&capGB, "pool-capacity-gb", 0, "cap the local pool's capacity in GiB (0 = file system size)")
+			fs.StringVar(&project, "project", "demo", "project used in the printed example commands")
+		}, func(*config.File, map[string]bool) {})
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, file.LogLevel, file.LogFormat)
-	if err != nil {
-		return err
-	}
-	d, err := StartDev(DevConfig{DataDir: *dataDir, APIAddr: *apiAddr, PoolCapacityGB: *capGB, Logger: log})
+	d, err := StartDev(DevConfig{DataDir: dataDir, APIAddr: apiAddr, PoolCapacityGB: capGB, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -329,7 +327,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
   Try:  cinder --os-auth-type noauth --os-user-id %[3]s --os-project-id %[3]s --os-endpoint %[2]s/v3/%[3]s create --name first 1
         curl -s -H 'X-Auth-Token: %[3]s:%[3]s' %[2]s/v3/%[3]s/volumes/detail
 Press Ctrl-C to stop.
-`, *dataDir, url, *project)
+`, dataDir, url, project)
 	<-ctx.Done()
 	log.Info("shutting down")
 	return nil
