@@ -152,9 +152,11 @@ func Start(cfg Config) (*Agent, error) {
 	}
 	a.serf = n
 	if len(cfg.Join) > 0 {
-		if _, err := n.Join(cfg.Join); err != nil {
-			a.log.Warn("serf join failed; will be found when a coordinator joins us", "addrs", cfg.Join, "err", err)
-		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			_ = n.RetryJoin(a.ctx, cfg.Join, time.Second)
+		}()
 	}
 	a.wg.Add(1)
 	go a.publishLoop()

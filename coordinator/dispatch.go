@@ -220,6 +220,9 @@ func (s *Server) place(ctx context.Context, log *slog.Logger, v *state.Volume) {
 		dec, err := s.engine.Place(req, pools, mrand.Float64)
 		if err != nil {
 			reason := err.Error()
+			if len(pools) == 0 {
+				reason = s.noPoolsReason(v.SizeGB)
+			}
 			if len(v.Tried) > 0 && v.ErrorMessage != "" {
 				reason = v.ErrorMessage + "; then " + reason
 			}
@@ -244,6 +247,28 @@ func (s *Server) place(ctx context.Context, log *slog.Logger, v *state.Volume) {
 		log.Debug("lost placement race; re-placing", "pool", p.Name, "err", err)
 	}
 	s.retryLater(ctx, v.ID, 100*time.Millisecond)
+}
+
+// noPoolsReason explains an empty candidate list: no pool registered, or
+// every registered pool's agent down or disabled.
+func (s *Server) noPoolsReason(sizeGB int64) string {
+	registered := s.fsm.State.Pools()
+	if len(registered) == 0 {
+		return fmt.Sprintf("no valid pool for %d GiB: no pools are registered (is an agent running and joined?)", sizeGB)
+	}
+	var parts []string
+	for _, p := range registered {
+		why := "agent " + p.Agent + " is not alive"
+		if svc := s.fsm.State.Service(state.BinaryVolume, p.Agent); svc != nil && svc.Disabled && s.view.alive(p.Agent) {
+			why = "service disabled"
+		}
+		parts = append(parts, "pool "+p.Name+": "+why)
+		if len(parts) == 20 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(registered)-20))
+			break
+		}
+	}
+	return fmt.Sprintf("no valid pool for %d GiB: %s", sizeGB, strings.Join(parts, "; "))
 }
 
 func rawFreeKind(p placement.Pool) storage.CapacityKind { return p.FreeKind }

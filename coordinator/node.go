@@ -287,11 +287,12 @@ func (s *Server) startSerf() error {
 	}
 	s.serf = n
 	if len(s.cfg.Join) > 0 {
-		if _, err := n.Join(s.cfg.Join); err != nil {
-			// Not fatal: peers may start later; the snapshot or a later
-			// join of theirs brings us together.
-			s.log.Warn("serf join failed", "addrs", s.cfg.Join, "err", err)
-		}
+		// Peers may start later: keep trying until one answers.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			_ = n.RetryJoin(s.ctx, s.cfg.Join, time.Second)
+		}()
 	}
 	return nil
 }

@@ -9,6 +9,7 @@
 package gossip
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -315,6 +316,27 @@ func (n *Node) push(ev Event) {
 				n.lastDropLog = time.Now()
 			}
 		default:
+		}
+	}
+}
+
+// RetryJoin joins addrs like Join, retrying every interval until at least
+// one address answers or ctx ends (Consul's retry_join): nodes of a cluster
+// may start in any order. It returns nil once joined, ctx.Err() otherwise.
+func (n *Node) RetryJoin(ctx context.Context, addrs []string, interval time.Duration) error {
+	for attempt := 1; ; attempt++ {
+		num, err := n.Join(addrs)
+		if err == nil {
+			n.log.Info("joined cluster", "contacted", num, "attempts", attempt)
+			return nil
+		}
+		if attempt == 1 || attempt%10 == 0 {
+			n.log.Warn("join failed; retrying", "addrs", addrs, "attempt", attempt, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
 		}
 	}
 }

@@ -54,11 +54,27 @@ func TestProcessesFormClusterAndSurviveLeaderKill(t *testing.T) {
 			logf.Close()
 			if t.Failed() {
 				b, _ := os.ReadFile(logf.Name())
-				t.Logf("--- %s log (tail) ---\n%s", name, tail(string(b), 3000))
+				t.Logf("--- %s log (tail) ---\n%s", name, tail(string(b), 6000))
 			}
 		})
 		return cmd
 	}
+	// The agent starts first: it must keep retrying its join until the
+	// coordinators are up.
+	agentCfg := filepath.Join(dir, "agent.toml")
+	_ = os.WriteFile(agentCfg, []byte(fmt.Sprintf(`[agent]
+name = "stor1"
+data_dir = %q
+rpc_addr = "127.0.0.84:8780"
+serf_addr = "127.0.0.84:8781"
+join = [%s]
+timing = "local"
+[[agent.pools]]
+name = "local"
+driver = "nfs"
+dir = %q
+`, filepath.Join(dir, "agent"), strings.Join(joins, ", "), filepath.Join(dir, "pool"))), 0o600)
+	start("agent", "agent", "--config", agentCfg)
 	for i, h := range hosts {
 		cfg := filepath.Join(dir, fmt.Sprintf("c%d.toml", i))
 		text := fmt.Sprintf(`log_level = "info"
@@ -78,20 +94,6 @@ reconcile_interval = "1s"
 		}
 		start(fmt.Sprintf("c%d", i), "coordinator", "--config", cfg)
 	}
-	agentCfg := filepath.Join(dir, "agent.toml")
-	_ = os.WriteFile(agentCfg, []byte(fmt.Sprintf(`[agent]
-name = "stor1"
-data_dir = %q
-rpc_addr = "127.0.0.84:8780"
-serf_addr = "127.0.0.84:8781"
-join = [%s]
-timing = "local"
-[[agent.pools]]
-name = "local"
-driver = "nfs"
-dir = %q
-`, filepath.Join(dir, "agent"), strings.Join(joins, ", "), filepath.Join(dir, "pool"))), 0o600)
-	start("agent", "agent", "--config", agentCfg)
 
 	leader := func() (int, error) {
 		for i, h := range hosts {
@@ -113,6 +115,19 @@ dir = %q
 	}
 	var li int
 	testcluster.WaitForT(t, 30*time.Second, func() (err error) { li, err = leader(); return err })
+	// The agent's pool is registered once the leader has seen it in Serf.
+	testcluster.WaitForT(t, 30*time.Second, func() error {
+		var pools struct {
+			Pools []struct{ Name string } `json:"pools"`
+		}
+		if err := getJSONAs("http://"+hosts[li]+":8776/v3/e2e/scheduler-stats/get_pools", "u:e2e", &pools); err != nil {
+			return err
+		}
+		if len(pools.Pools) != 1 || pools.Pools[0].Name != "stor1@local#local" {
+			return fmt.Errorf("pools %+v", pools.Pools)
+		}
+		return nil
+	})
 	create := func(host string) (string, int) {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+host+":8776/v3/e2e/volumes", strings.NewReader(`{"volume":{"size":1}}`))
 		req.Header.Set("X-Auth-Token", "u:e2e")
@@ -130,10 +145,16 @@ dir = %q
 	}
 	status := func(host, id string) string {
 		var body struct {
-			Volume struct{ Status string } `json:"volume"`
+			Volume struct {
+				Status string
+				Error  string `json:"kiln:error"`
+			} `json:"volume"`
 		}
 		if err := getJSONAs("http://"+host+":8776/v3/e2e/volumes/"+id, "u:e2e", &body); err != nil {
 			return err.Error()
+		}
+		if body.Volume.Error != "" {
+			return body.Volume.Status + " (" + body.Volume.Error + ")"
 		}
 		return body.Volume.Status
 	}

@@ -9,31 +9,36 @@ import (
 	"hash/crc32"
 	"io"
 	"slices"
-
-	"github.com/hashicorp/go-msgpack/v2/codec"
 )
 
 // Snapshot format.
 //
-// A snapshot starts with a header: one line of JSON,
+// A snapshot starts with a header, one line of JSON:
 //
-//	{"version":2,"index":1234}\n
+//	{"version":2,"index":1234}
 //
-// so that any version of the coordinator can read the version and refuse a
-// snapshot it does not understand with a clear error. (Version 1 was a single
-// JSON document {"version":1,"index":N,"data":{...}}; Restore still reads it.)
+// so that any coordinator can read the version and refuse a snapshot it does
+// not understand with a clear error; a coordinator that reads only version 1
+// decodes the line as a version 1 document and reports "version 2".
+// (Version 1 was one JSON document {"version":1,"index":N,"data":{...}};
+// Restore still reads it.)
 //
-// In version 2 the header is followed by a stream of frames, each an
-// unsigned varint length and that many bytes of msgpack:
+// In version 2 the header line is followed by frames, each an unsigned
+// varint length and that many bytes:
 //
-//	frame 0        snapshotMeta: everything but the volumes, and their count
-//	frames 1..n    one Volume each
+//	frame 0        snapshotMeta as JSON: every record but the volumes, and
+//	               how many volumes follow
+//	frames 1..n    one volume each, encoded by appendVolume
+//	                 (snapshot_volume.go)
 //
-// then a zero length, the CRC-32C (Castagnoli, big-endian) of every byte of
-// the stream after the header line up to and including that zero, and the
-// end of the snapshot. Records are msgpack maps keyed by the fields' JSON
-// names, so a field added to a record does not change the format: an older
-// reader skips it, a newer one leaves it zero.
+// then an empty frame (a zero length) and the CRC-32C (Castagnoli,
+// big-endian) of the header line and every byte since, up to and including
+// that zero. Nothing follows.
+//
+// Volumes are streamed one at a time, so neither side holds more than one
+// encoded volume, and they have a compact hand-written encoding because they
+// are the bulk of a snapshot; the other records are few and keep the JSON
+// encoding the API and version 1 use.
 const snapshotVersion = 2
 
 // snapshotVersionJSON is the previous format, still read by Restore.
@@ -42,91 +47,79 @@ const snapshotVersionJSON = 1
 // maxFrame bounds one frame (the metadata frame is the largest).
 const maxFrame = 1 << 30
 
+const snapshotBufSize = 64 << 10
+
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// snapshotHandle encodes snapshot records. Records are not shared between
-// goroutines during a snapshot, and the handle's configuration is fixed, so
-// one handle serves every encoder and decoder.
-var snapshotHandle = func() *codec.MsgpackHandle {
-	h := &codec.MsgpackHandle{}
-	h.WriteExt = true // str and bin types from the current msgpack spec
-	// time.Time through MarshalBinary, which keeps the zone offset as the
-	// JSON encoding of version 1 did (the msgpack timestamp is UTC only).
-	h.TimeNotBuiltin = true
-	return h
-}()
-
-// snapshotHeader is the JSON header line. Data is set only by version 1.
+// snapshotHeader is the header line. Data is set only in version 1.
 type snapshotHeader struct {
 	Version int    `json:"version"`
 	Index   uint64 `json:"index"`
 	Data    *data  `json:"data,omitempty"`
 }
 
+// headerLine is the header line of a version 2 snapshot. Its checksum
+// covers the line as written here: a reader re-encodes the header it read,
+// so that a corrupt header fails the checksum.
+func headerLine(index uint64) []byte {
+	b, _ := json.Marshal(snapshotHeader{Version: snapshotVersion, Index: index}) // cannot fail
+	return append(b, '\n')
+}
+
 // snapshotMeta is the first frame of a version 2 snapshot.
 type snapshotMeta struct {
-	Volumes  int                         `codec:"volumes"` // number of volume frames that follow
-	Types    map[string]*VolumeType      `codec:"types"`
-	Quotas   map[string]map[string]int64 `codec:"quotas"`
-	Defaults map[string]int64            `codec:"quota_defaults"`
-	Pools    map[string]*Pool            `codec:"pools"`
-	Services map[string]*Service         `codec:"services"`
+	VolumeCount int                         `json:"volume_count"`
+	Types       map[string]*VolumeType      `json:"types"`
+	Quotas      map[string]map[string]int64 `json:"quotas"`
+	Defaults    map[string]int64            `json:"quota_defaults"`
+	Pools       map[string]*Pool            `json:"pools"`
+	Services    map[string]*Service         `json:"services"`
 }
 
 // writeSnapshot writes d as a version 2 snapshot taken at index.
 func writeSnapshot(w io.Writer, index uint64, d *data) error {
-	bw := bufio.NewWriterSize(w, 256<<10)
-	if err := json.NewEncoder(bw).Encode(snapshotHeader{Version: snapshotVersion, Index: index}); err != nil {
-		return fmt.Errorf("header: %w", err)
-	}
-	fw := &frameWriter{w: bw}
-	fw.enc = codec.NewEncoderBytes(&fw.buf, snapshotHandle)
-	meta := snapshotMeta{Volumes: len(d.Volumes), Types: d.Types, Quotas: d.Quotas,
-		Defaults: d.Defaults, Pools: d.Pools, Services: d.Services}
-	if err := fw.write(&meta); err != nil {
-		return fmt.Errorf("metadata: %w", err)
-	}
-	for id, v := range d.Volumes {
-		if err := fw.write(v); err != nil {
-			return fmt.Errorf("volume %s: %w", id, err)
-		}
-	}
-	if err := fw.end(); err != nil {
+	fw := &frameWriter{w: bufio.NewWriterSize(w, snapshotBufSize)}
+	if err := fw.raw(headerLine(index)); err != nil {
 		return err
 	}
-	return bw.Flush()
+	meta, err := json.Marshal(snapshotMeta{VolumeCount: len(d.Volumes), Types: d.Types, Quotas: d.Quotas,
+		Defaults: d.Defaults, Pools: d.Pools, Services: d.Services})
+	if err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	if err := fw.frame(meta); err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	for _, v := range d.Volumes {
+		fw.buf = appendVolume(fw.buf[:0], v)
+		if err := fw.frame(fw.buf); err != nil {
+			return fmt.Errorf("volume %s: %w", v.ID, err)
+		}
+	}
+	if err := fw.raw([]byte{0}); err != nil {
+		return err
+	}
+	if _, err := fw.w.Write(binary.BigEndian.AppendUint32(nil, fw.crc)); err != nil {
+		return err
+	}
+	return fw.w.Flush()
 }
 
 type frameWriter struct {
 	w   *bufio.Writer
-	enc *codec.Encoder
-	buf []byte
+	buf []byte // scratch for one volume
 	crc uint32
 	n   [binary.MaxVarintLen64]byte
 }
 
-func (fw *frameWriter) write(v any) error {
-	fw.buf = fw.buf[:0]
-	fw.enc.ResetBytes(&fw.buf)
-	if err := fw.enc.Encode(v); err != nil {
+func (fw *frameWriter) frame(p []byte) error {
+	if len(p) == 0 || len(p) > maxFrame {
+		return fmt.Errorf("record of %d bytes", len(p))
+	}
+	if err := fw.raw(binary.AppendUvarint(fw.n[:0], uint64(len(p)))); err != nil {
 		return err
 	}
-	if len(fw.buf) == 0 || len(fw.buf) > maxFrame {
-		return fmt.Errorf("encoded record of %d bytes", len(fw.buf))
-	}
-	if err := fw.raw(binary.AppendUvarint(fw.n[:0], uint64(len(fw.buf)))); err != nil {
-		return err
-	}
-	return fw.raw(fw.buf)
-}
-
-// end writes the end marker and the checksum.
-func (fw *frameWriter) end() error {
-	if err := fw.raw([]byte{0}); err != nil {
-		return err
-	}
-	_, err := fw.w.Write(binary.BigEndian.AppendUint32(fw.n[:0], fw.crc))
-	return err
+	return fw.raw(p)
 }
 
 func (fw *frameWriter) raw(p []byte) error {
@@ -135,17 +128,32 @@ func (fw *frameWriter) raw(p []byte) error {
 	return err
 }
 
-// readSnapshot reads a snapshot of any supported version. It returns the
+// readSnapshot reads a snapshot of any supported version and returns the
 // state and the applied index, or an error if the snapshot is of another
 // version, truncated or corrupt. It never returns partial state.
 func readSnapshot(r io.Reader) (data, uint64, error) {
-	br := bufio.NewReaderSize(r, 256<<10)
+	br := bufio.NewReaderSize(r, snapshotBufSize)
 	dec := json.NewDecoder(br)
 	var h snapshotHeader
 	if err := dec.Decode(&h); err != nil {
 		return data{}, 0, fmt.Errorf("header: %w", err)
 	}
 	switch h.Version {
+	case snapshotVersion:
+		if h.Data != nil {
+			return data{}, 0, errors.New("header: version 2 header with data")
+		}
+		// The JSON decoder reads ahead: the rest of the header line and
+		// the start of the frames are in its buffer.
+		body := bufio.NewReaderSize(io.MultiReader(dec.Buffered(), br), snapshotBufSize)
+		if c, err := body.ReadByte(); err != nil || c != '\n' {
+			return data{}, 0, errors.New("header: not followed by a newline")
+		}
+		d, err := readFrames(body, crc32.Update(0, crcTable, headerLine(h.Index)))
+		if err != nil {
+			return data{}, 0, err
+		}
+		return d, h.Index, nil
 	case snapshotVersionJSON:
 		if h.Data == nil {
 			return data{}, 0, errors.New("version 1 snapshot without data")
@@ -154,48 +162,30 @@ func readSnapshot(r io.Reader) (data, uint64, error) {
 			return data{}, 0, err
 		}
 		return *h.Data, h.Index, nil
-	case snapshotVersion:
-		if h.Data != nil {
-			return data{}, 0, errors.New("version 2 header carries data")
-		}
-		// The JSON decoder reads ahead: the body starts in its buffer.
-		body := bufio.NewReaderSize(io.MultiReader(dec.Buffered(), br), 256<<10)
-		if c, err := body.ReadByte(); err != nil || c != '\n' {
-			return data{}, 0, errors.New("header not followed by a newline")
-		}
-		d, err := readBody(body)
-		if err != nil {
-			return data{}, 0, err
-		}
-		return d, h.Index, nil
 	default:
 		return data{}, 0, fmt.Errorf("version %d, this coordinator reads versions %d and %d",
 			h.Version, snapshotVersionJSON, snapshotVersion)
 	}
 }
 
-// readBody reads the frames of a version 2 snapshot, checks the checksum and
-// that nothing follows it.
-func readBody(r *bufio.Reader) (data, error) {
-	fr := &frameReader{r: r}
-	dec := codec.NewDecoderBytes(nil, snapshotHandle)
+// readFrames reads the frames of a version 2 snapshot, the checksum (crc is
+// that of the header line), and checks that nothing follows.
+func readFrames(r *bufio.Reader, crc uint32) (data, error) {
+	fr := &frameReader{r: r, crc: crc}
 	p, err := fr.next()
 	if err == nil && p == nil {
-		err = errors.New("missing metadata")
+		err = errors.New("missing")
 	}
 	if err != nil {
 		return data{}, fmt.Errorf("metadata: %w", err)
 	}
 	var meta snapshotMeta
-	dec.ResetBytes(p)
-	if err := dec.Decode(&meta); err != nil {
+	if err := json.Unmarshal(p, &meta); err != nil {
 		return data{}, fmt.Errorf("metadata: %w", err)
 	}
-	if meta.Volumes < 0 {
-		return data{}, fmt.Errorf("metadata: %d volumes", meta.Volumes)
-	}
-	// Volumes are collected in a slice first: the count is not trusted
-	// for an allocation before the checksum has been verified.
+	// The volumes are collected in a slice and the map is made once the
+	// checksum has been verified: a count read from the snapshot is not
+	// trusted for an allocation before that.
 	var vols []*Volume
 	for {
 		p, err := fr.next()
@@ -205,24 +195,23 @@ func readBody(r *bufio.Reader) (data, error) {
 		if p == nil {
 			break
 		}
-		v := new(Volume)
-		dec.ResetBytes(p)
-		if err := dec.Decode(v); err != nil {
+		v, err := decodeVolume(p)
+		if err != nil {
 			return data{}, fmt.Errorf("volume %d: %w", len(vols), err)
 		}
 		vols = append(vols, v)
 	}
-	if err := fr.verify(); err != nil {
+	if err := fr.end(); err != nil {
 		return data{}, err
 	}
-	if len(vols) != meta.Volumes {
-		return data{}, fmt.Errorf("%d volumes, metadata says %d", len(vols), meta.Volumes)
+	if len(vols) != meta.VolumeCount {
+		return data{}, fmt.Errorf("%d volumes, metadata says %d", len(vols), meta.VolumeCount)
 	}
 	d := data{Volumes: make(map[string]*Volume, len(vols)), Types: meta.Types, Quotas: meta.Quotas,
 		Defaults: meta.Defaults, Pools: meta.Pools, Services: meta.Services}
 	for _, v := range vols {
 		if _, dup := d.Volumes[v.ID]; dup {
-			return data{}, fmt.Errorf("volume %s appears twice", v.ID)
+			return data{}, fmt.Errorf("volume %q appears twice", v.ID)
 		}
 		d.Volumes[v.ID] = v
 	}
@@ -240,7 +229,7 @@ type frameReader struct {
 }
 
 // next returns the next frame, valid until the following call, or nil at
-// the end marker.
+// the empty frame that ends them.
 func (fr *frameReader) next() ([]byte, error) {
 	n, err := binary.ReadUvarint(fr.r)
 	if err != nil {
@@ -253,7 +242,8 @@ func (fr *frameReader) next() ([]byte, error) {
 	if n > maxFrame {
 		return nil, fmt.Errorf("frame of %d bytes", n)
 	}
-	// Grow with the data actually read, not with the length read.
+	// Grow the buffer with the data actually read, not with the length
+	// read: a corrupt length fails at the end of the snapshot.
 	buf := fr.buf[:0]
 	for len(buf) < int(n) {
 		start := len(buf)
@@ -268,9 +258,9 @@ func (fr *frameReader) next() ([]byte, error) {
 	return buf, nil
 }
 
-// verify reads the checksum that follows the end marker and checks that the
-// snapshot ends there.
-func (fr *frameReader) verify() error {
+// end reads the checksum that follows the empty frame, compares it, and
+// checks that the snapshot ends there.
+func (fr *frameReader) end() error {
 	var sum [4]byte
 	if _, err := io.ReadFull(fr.r, sum[:]); err != nil {
 		return fmt.Errorf("checksum: %w", unexpectedEOF(err))
@@ -294,8 +284,8 @@ func unexpectedEOF(err error) error {
 	return err
 }
 
-// checkRecords refuses a state holding nil records, which no command
-// creates and which the derived indexes cannot account for.
+// checkRecords refuses null records, which no command creates and which
+// the derived indexes and readers do not expect.
 func checkRecords(d *data) error {
 	for id, v := range d.Volumes {
 		if v == nil {
