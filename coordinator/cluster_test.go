@@ -276,6 +276,9 @@ func TestClusterLeaderKillLosesNoAcknowledgedVolume(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var acked []string
+	// A 5xx answer during the failover is "outcome unknown": the create may
+	// have committed. Count them; they may add volumes, never remove any.
+	var ambiguous atomic.Int32
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
@@ -294,10 +297,15 @@ func TestClusterLeaderKillLosesNoAcknowledgedVolume(t *testing.T) {
 				if i == leaderIdx {
 					i = (i + 1) % 3
 				}
-				if code, id := createVolume(t, c.URL(i), project, 1); code == http.StatusAccepted {
+				switch code, id := createVolume(t, c.URL(i), project, 1); {
+				case code == http.StatusAccepted:
 					mu.Lock()
 					acked = append(acked, id)
 					mu.Unlock()
+				case code == 0 || code >= 500:
+					ambiguous.Add(1)
+				default:
+					t.Errorf("create during failover answered %d", code)
 				}
 			}
 		}()
@@ -326,17 +334,23 @@ func TestClusterLeaderKillLosesNoAcknowledgedVolume(t *testing.T) {
 			t.Fatalf("acknowledged volume %s lost after failover", id)
 		}
 	}
+	var live int
 	c.WaitFor(60*time.Second, func() error {
-		if s := statuses(newLeader.State(), project); s[state.StatusAvailable] != len(acked) {
-			return fmt.Errorf("statuses %v, want %d available", s, len(acked))
+		s := statuses(newLeader.State(), project)
+		live = len(newLeader.State().Volumes(state.VolumeFilter{ProjectID: project}))
+		if s[state.StatusAvailable] != live {
+			return fmt.Errorf("statuses %v, want all %d available", s, live)
 		}
 		return nil
 	})
-	if n := volumeFiles(t, c.PoolDir(0)); n != len(acked) {
-		t.Fatalf("%d files, %d volumes", n, len(acked))
+	if live < len(acked) || live > len(acked)+int(ambiguous.Load()) {
+		t.Fatalf("%d live volumes for %d acknowledged and %d ambiguous creates", live, len(acked), ambiguous.Load())
+	}
+	if n := volumeFiles(t, c.PoolDir(0)); n != live {
+		t.Fatalf("%d files, %d volumes", n, live)
 	}
 	checkUsage(t, newLeader.State(), project)
-	t.Logf("%d acknowledged volumes, all available after failover", len(acked))
+	t.Logf("%d acknowledged volumes (+%d ambiguous answers), all available after failover", len(acked), ambiguous.Load())
 }
 
 func TestMain(m *testing.M) {

@@ -22,7 +22,7 @@ var ErrNoLeader = errors.New("no raft leader available")
 
 const (
 	applyTimeout   = 10 * time.Second
-	leaderWait     = 5 * time.Second
+	leaderWait     = 10 * time.Second
 	forwardPath    = "/internal/v1/apply"
 	maxForwardBody = 8 << 20
 )

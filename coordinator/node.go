@@ -122,9 +122,9 @@ func (s *Server) raftConfig() *raft.Config {
 	rc.SnapshotThreshold = 8192
 	rc.TrailingLogs = 10240
 	if s.cfg.Timing == "local" {
-		rc.HeartbeatTimeout = 300 * time.Millisecond
-		rc.ElectionTimeout = 300 * time.Millisecond
-		rc.LeaderLeaseTimeout = 200 * time.Millisecond
+		rc.HeartbeatTimeout = 500 * time.Millisecond
+		rc.ElectionTimeout = 500 * time.Millisecond
+		rc.LeaderLeaseTimeout = 250 * time.Millisecond
 		rc.CommitTimeout = 20 * time.Millisecond
 	}
 	return rc

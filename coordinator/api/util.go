@@ -79,6 +79,16 @@ func nullable(s string) any {
 func (s *server) apply(c *fiber.Ctx, cmd state.Command) error {
 	err := s.b.Apply(c.UserContext(), cmd)
 	if err == nil {
+		attrs := []any{"request_id", info(c).ID, "command", fmt.Sprintf("%T", cmd)}
+		switch v := cmd.(type) {
+		case state.CreateVolume:
+			attrs = append(attrs, "volume_id", v.Volume.ID, "project", v.Volume.ProjectID, "size_gb", v.Volume.SizeGB)
+		case state.UpdateVolume:
+			attrs = append(attrs, "volume_id", v.ID)
+		case state.DeleteVolume:
+			attrs = append(attrs, "volume_id", v.ID, "force", v.Force)
+		}
+		s.log.Info("command applied", attrs...)
 		return nil
 	}
 	var se *state.Error
