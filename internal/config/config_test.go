@@ -63,3 +63,18 @@ func TestParseRejects(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParse feeds arbitrary text to the strict decoder: it must return a
+// File or an error, never panic.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("[coordinator]\nname = \"c1\"\nbootstrap_expect = 3\n"))
+	f.Add([]byte("[[agent.pools]]\nname = \"p\"\ncapacity_gb = 1e309\n"))
+	f.Add([]byte("log_level = \"debug\"\n[agent]\nstats_interval = \"-5s\"\n"))
+	f.Add([]byte("[coordinator.placement]\ncapacity_weight_multiplier = nan\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := Parse(data, "fuzz")
+		if err == nil && file == nil {
+			t.Fatal("nil file without error")
+		}
+	})
+}
