@@ -1,6 +1,7 @@
 // Package agent runs a Kiln storage agent: it joins Serf, publishes its
 // pools' capacity in its tags, and serves the RPC endpoint the coordinator
-// leader calls to create and delete volumes through the storage drivers.
+// leader calls to run volume and snapshot operations (create, copy, extend,
+// revert, export, delete) through the storage drivers.
 package agent
 
 import (
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -52,7 +54,7 @@ type Agent struct {
 	log   *slog.Logger
 	pools map[string]Driver // by pool name
 	order []string
-	locks keyedMutex
+	locks keyedMutex // by object: "volume/<id>", "snapshot/<id>" (see op)
 	serf  *gossip.Node
 	ln    net.Listener
 	srv   *http.Server
@@ -276,7 +278,7 @@ func equalCaps(x, y []gossip.PoolCapacity) bool {
 }
 
 // reconcileLocal logs what each pool holds at start, so an operator can see
-// the agent found its volumes again after a restart.
+// the agent found its volumes and snapshots again after a restart.
 func (a *Agent) reconcileLocal(ctx context.Context) {
 	for _, name := range a.order {
 		vols, err := a.pools[name].ListVolumes(ctx)
@@ -284,7 +286,12 @@ func (a *Agent) reconcileLocal(ctx context.Context) {
 			a.log.Warn("listing pool volumes failed", "pool", name, "err", err)
 			continue
 		}
-		a.log.Info("pool ready", "pool", name, "volumes", len(vols))
+		snaps, err := a.pools[name].ListSnapshots(ctx)
+		if err != nil {
+			a.log.Warn("listing pool snapshots failed", "pool", name, "err", err)
+			continue
+		}
+		a.log.Info("pool ready", "pool", name, "volumes", len(vols), "snapshots", len(snaps))
 	}
 }
 
@@ -331,7 +338,7 @@ func (a *Agent) Shutdown() {
 	})
 }
 
-// keyedMutex serializes work per key (volume ID).
+// keyedMutex serializes work per key (an object: a volume or a snapshot).
 type keyedMutex struct {
 	mu sync.Mutex
 	m  map[string]*keyedEntry
@@ -363,5 +370,21 @@ func (k *keyedMutex) lock(key string) func() {
 			delete(k.m, key)
 		}
 		k.mu.Unlock()
+	}
+}
+
+// lockAll locks every key in sorted order (duplicates once) and returns the
+// function that unlocks them all. Operations on two objects (a clone, a
+// revert) take both this way, so they can never deadlock each other.
+func (k *keyedMutex) lockAll(keys ...string) func() {
+	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
+	unlocks := make([]func(), 0, len(keys))
+	for _, key := range keys {
+		unlocks = append(unlocks, k.lock(key))
+	}
+	return func() {
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/kilnstore/kiln/agent"
 	"github.com/kilnstore/kiln/internal/agentrpc"
 	"github.com/kilnstore/kiln/internal/storage"
-	"github.com/kilnstore/kiln/internal/testcluster"
 	"github.com/kilnstore/kiln/nfs"
 )
 
@@ -32,7 +31,7 @@ func startAgent(t *testing.T, pools ...string) (*agent.Agent, string) {
 		ds = append(ds, d)
 	}
 	a, err := agent.Start(agent.Config{Name: "a1", RPCAddr: "127.0.0.1:0", SerfAddr: "127.0.0.1:0",
-		Timing: "local", Drivers: ds, Logger: testcluster.Logger(t), StatsInterval: time.Hour})
+		Timing: "local", Drivers: ds, Logger: testLogger(t, nil), StatsInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +142,7 @@ func TestAgentSerializesPerVolumeAndPublishesCapacity(t *testing.T) {
 	if _, err := c.CreateVolume(context.Background(), a.RPCAddr(), "p2", id1, 4); err != nil {
 		t.Fatal(err)
 	}
-	testcluster.WaitForT(t, 5*time.Second, func() error {
+	waitFor(t, 5*time.Second, func() error {
 		rep, err := c.Report(context.Background(), a.RPCAddr())
 		if err != nil {
 			return err

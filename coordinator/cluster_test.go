@@ -245,7 +245,11 @@ func TestClusterNearlyFullPoolNeverOverProvisioned(t *testing.T) {
 	})
 	s := statuses(leader.State(), project)
 	if s[state.StatusAvailable] != capGB || s[state.StatusError] != 64-capGB {
-		t.Fatalf("statuses %v, want %d available and %d error", s, capGB, 64-capGB)
+		reasons := map[string]int{}
+		for _, v := range leader.State().Volumes(state.VolumeFilter{ProjectID: project, Status: state.StatusError}) {
+			reasons[v.ErrorMessage]++
+		}
+		t.Fatalf("statuses %v, want %d available and %d error; reasons %v", s, capGB, 64-capGB, reasons)
 	}
 	pool := leader.State().Pools()[0].Name
 	if pu := leader.State().PoolUsage(pool); pu.AllocatedGB > capGB {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,7 +23,12 @@ import (
 type AgentClient interface {
 	Report(ctx context.Context, addr string) (agentrpc.Report, error)
 	CreateVolume(ctx context.Context, addr, pool, id string, sizeGB int64) (storage.Volume, error)
+	CreateVolumeFrom(ctx context.Context, addr, pool, id string, sizeGB int64, snapshotID, sourceVolumeID string) (storage.Volume, error)
 	DeleteVolume(ctx context.Context, addr, pool, id string) error
+	ExtendVolume(ctx context.Context, addr, pool, id string, newSizeGB int64) error
+	RevertToSnapshot(ctx context.Context, addr, pool, volumeID, snapshotID string) error
+	CreateSnapshot(ctx context.Context, addr, pool, snapshotID, volumeID string) (storage.Snapshot, error)
+	DeleteSnapshot(ctx context.Context, addr, pool, snapshotID string) error
 }
 
 // workSet is a de-duplicating queue of volume IDs with per-ID exclusion: an
@@ -144,6 +150,9 @@ func newRequestID() string {
 func (s *Server) process(ctx context.Context, id string) {
 	v := s.fsm.State.Volume(id)
 	if v == nil {
+		if sn := s.fsm.State.Snapshot(id); sn != nil {
+			s.processSnapshot(ctx, sn)
+		}
 		return
 	}
 	reqID := newRequestID()
@@ -162,8 +171,13 @@ func (s *Server) process(ctx context.Context, id string) {
 		default:
 			s.createOnAgent(ctx, log, v)
 		}
+	case state.StatusExtending, state.StatusReverting:
+		s.processVolumeTask(ctx, log, v)
 	case state.StatusDeleting:
 		switch {
+		case s.fsm.State.VolumeSnapshotCount(id) > 0:
+			// Cascade: the snapshots go first; look again shortly.
+			s.retryLater(ctx, id, 200*time.Millisecond)
 		case v.Pool == "":
 			s.applyLogged(ctx, log, state.VolumeDeleted{ID: id, At: now})
 		case timedOut:
@@ -215,8 +229,21 @@ func (s *Server) place(ctx context.Context, log *slog.Logger, v *state.Volume) {
 	}
 	req.SameBackendAs = s.hintPools(v.Hints.SameHost)
 	req.DifferentBackendFrom = s.hintPools(v.Hints.DifferentHost)
+	src := ""
+	if v.SnapshotID != "" || v.SourceVolID != "" {
+		// Created from a snapshot or a volume: on the source's pool only
+		// (drivers copy within a pool), as Cinder does.
+		if src = s.fsm.State.SourcePool(v); src == "" {
+			s.applyLogged(ctx, log, state.VolumeCreateFailed{ID: v.ID, Final: true, At: time.Now().UTC(),
+				Reason: "the source snapshot or volume no longer exists"})
+			return
+		}
+	}
 	for try := 0; try < 8; try++ {
 		pools := s.placementPools()
+		if src != "" {
+			pools = slices.DeleteFunc(pools, func(p placement.Pool) bool { return p.Name != src })
+		}
 		dec, err := s.engine.Place(req, pools, mrand.Float64)
 		if err != nil {
 			reason := err.Error()
@@ -330,7 +357,13 @@ func (s *Server) createOnAgent(ctx context.Context, log *slog.Logger, v *state.V
 	}
 	log = log.With("pool", v.Pool, "agent", p.Agent)
 	start := time.Now()
-	vol, err := s.client.CreateVolume(ctx, addr, p.Info.Name, v.ID, v.SizeGB)
+	var vol storage.Volume
+	var err error
+	if v.SnapshotID != "" || v.SourceVolID != "" {
+		vol, err = s.client.CreateVolumeFrom(ctx, addr, p.Info.Name, v.ID, v.SizeGB, v.SnapshotID, v.SourceVolID)
+	} else {
+		vol, err = s.client.CreateVolume(ctx, addr, p.Info.Name, v.ID, v.SizeGB)
+	}
 	if err == nil {
 		if s.applyLogged(ctx, log, state.VolumeCreated{ID: v.ID, Pool: v.Pool, Location: vol.Location, At: time.Now().UTC()}) {
 			log.Info("volume available", "took", time.Since(start))
@@ -392,4 +425,93 @@ func (s *Server) deleteOnAgent(ctx context.Context, log *slog.Logger, v *state.V
 	}
 	log.Warn("agent unreachable during delete; will retry", "err", err)
 	s.retryLater(ctx, v.ID, 2*time.Second)
+}
+
+// step performs one idempotent agent call for a record in a transitional
+// status: success applies done; a definite failure (the agent answered)
+// applies failed; an ambiguous one is retried until the task deadline, then
+// failed. Idempotent agent operations make the retries safe.
+func (s *Server) step(ctx context.Context, log *slog.Logger, id string, startedAt time.Time,
+	call func() error, done func() state.Command, failed func(reason string) state.Command) {
+	err := call()
+	switch {
+	case err == nil:
+		s.applyLogged(ctx, log, done())
+	case ctx.Err() != nil:
+		// Leadership lost: the next leader re-drives.
+	case agentrpc.IsDefinite(err):
+		log.Warn("agent refused", "err", err)
+		s.applyLogged(ctx, log, failed(err.Error()))
+	case time.Since(startedAt) > s.cfg.TaskTimeout:
+		s.applyLogged(ctx, log, failed(fmt.Sprintf("did not complete within %s: %v", s.cfg.TaskTimeout, err)))
+	default:
+		log.Warn("agent unreachable; will retry", "err", err)
+		s.retryLater(ctx, id, 2*time.Second)
+	}
+}
+
+// processVolumeTask drives extending and reverting volumes.
+func (s *Server) processVolumeTask(ctx context.Context, log *slog.Logger, v *state.Volume) {
+	p, addr, ok := s.target(ctx, v)
+	if !ok {
+		return
+	}
+	now := func() time.Time { return time.Now().UTC() }
+	switch v.Status {
+	case state.StatusExtending:
+		fail := func(r string) state.Command { return state.VolumeExtendFailed{ID: v.ID, Reason: r, At: now()} }
+		if p == nil {
+			s.applyLogged(ctx, log, fail("pool "+v.Pool+" is no longer registered"))
+			return
+		}
+		s.step(ctx, log, v.ID, v.TaskStartedAt,
+			func() error { return s.client.ExtendVolume(ctx, addr, p.Info.Name, v.ID, v.ExtendToGB) },
+			func() state.Command { return state.VolumeExtended{ID: v.ID, At: now()} }, fail)
+	case state.StatusReverting:
+		fail := func(r string) state.Command { return state.VolumeRevertFailed{ID: v.ID, Reason: r, At: now()} }
+		if p == nil {
+			s.applyLogged(ctx, log, fail("pool "+v.Pool+" is no longer registered"))
+			return
+		}
+		s.step(ctx, log, v.ID, v.TaskStartedAt,
+			func() error { return s.client.RevertToSnapshot(ctx, addr, p.Info.Name, v.ID, v.RevertSnapshotID) },
+			func() state.Command { return state.VolumeReverted{ID: v.ID, At: now()} }, fail)
+	}
+}
+
+// processSnapshot drives creating and deleting snapshots.
+func (s *Server) processSnapshot(ctx context.Context, sn *state.Snapshot) {
+	reqID := newRequestID()
+	ctx = agentrpc.WithRequestID(ctx, reqID)
+	log := s.log.With("snapshot_id", sn.ID, "volume_id", sn.VolumeID, "request_id", reqID, "status", sn.Status)
+	now := func() time.Time { return time.Now().UTC() }
+	p, addr, ok := s.target(ctx, &state.Volume{ID: sn.ID, Pool: sn.Pool})
+	if !ok {
+		return
+	}
+	switch sn.Status {
+	case state.SnapCreating:
+		fail := func(r string) state.Command { return state.SnapshotCreateFailed{ID: sn.ID, Reason: r, At: now()} }
+		if p == nil {
+			s.applyLogged(ctx, log, fail("pool "+sn.Pool+" is no longer registered"))
+			return
+		}
+		var loc string
+		s.step(ctx, log, sn.ID, sn.TaskStartedAt,
+			func() error {
+				snap, err := s.client.CreateSnapshot(ctx, addr, p.Info.Name, sn.ID, sn.VolumeID)
+				loc = snap.Location
+				return err
+			},
+			func() state.Command { return state.SnapshotCreated{ID: sn.ID, Location: loc, At: now()} }, fail)
+	case state.SnapDeleting:
+		done := func() state.Command { return state.SnapshotDeleted{ID: sn.ID, At: now()} }
+		if p == nil {
+			s.applyLogged(ctx, log, done())
+			return
+		}
+		s.step(ctx, log, sn.ID, sn.TaskStartedAt,
+			func() error { return s.client.DeleteSnapshot(ctx, addr, p.Info.Name, sn.ID) }, done,
+			func(r string) state.Command { return state.SnapshotDeleteFailed{ID: sn.ID, Reason: r, At: now()} })
+	}
 }

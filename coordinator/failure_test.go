@@ -23,8 +23,9 @@ import (
 // faultyClient wraps the real agent client and injects failures for
 // chosen agent addresses.
 type faultyClient struct {
-	inner *agentrpc.Client
-	mu    sync.Mutex
+	*agentrpc.Client // calls not overridden below pass through
+	inner            *agentrpc.Client
+	mu               sync.Mutex
 	// createErr returns the error to inject for a create on addr (nil = pass through).
 	createErr func(addr string) error
 	deleteErr func(addr string) error
@@ -32,7 +33,8 @@ type faultyClient struct {
 }
 
 func newFaulty() *faultyClient {
-	return &faultyClient{inner: agentrpc.NewClient(10 * time.Second), creates: map[string]int{}}
+	c := agentrpc.NewClient(10 * time.Second)
+	return &faultyClient{Client: c, inner: c, creates: map[string]int{}}
 }
 
 func (f *faultyClient) Report(ctx context.Context, addr string) (agentrpc.Report, error) {

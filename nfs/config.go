@@ -52,7 +52,7 @@ func reservedCapability(key string) bool {
 		"thin_provisioning_support", "thick_provisioning_support",
 		"reserved_percentage", "max_over_subscription_ratio",
 		"total_capacity_gb", "free_capacity_gb", "provisioned_capacity_gb",
-		"allocated_capacity_gb", "total_volumes":
+		"allocated_capacity_gb", "total_volumes", "online_extend_support":
 		return true
 	}
 	return false

@@ -52,6 +52,7 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{"capability key too long", func(c *nfs.Config) { c.Capabilities = map[string]string{strings.Repeat("k", 256): "x"} }, "capability key"},
 		{"capability shadows driver fact", func(c *nfs.Config) { c.Capabilities = map[string]string{"storage_protocol": "iSCSI"} }, "reported by the driver"},
 		{"capability shadows backend", func(c *nfs.Config) { c.Capabilities = map[string]string{"volume_backend_name": "x"} }, "reported by the driver"},
+		{"capability shadows online extend", func(c *nfs.Config) { c.Capabilities = map[string]string{"online_extend_support": "False"} }, "reported by the driver"},
 		{"capability value too long", func(c *nfs.Config) { c.Capabilities = map[string]string{"k": strings.Repeat("v", 256)} }, "value must be"},
 		{"capability value with newline", func(c *nfs.Config) { c.Capabilities = map[string]string{"k": "a\nb"} }, "value must be"},
 		{"capability value not UTF-8", func(c *nfs.Config) { c.Capabilities = map[string]string{"k": "\xff"} }, "value must be"},

@@ -9,14 +9,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
+	"github.com/kilnstore/kiln/internal/agentrpc"
 	"github.com/kilnstore/kiln/internal/storage"
 )
 
 // Identity reported in Info.
 const (
 	DriverName    = "nfs"
-	DriverVersion = "1.0.0"
+	DriverVersion = "1.1.0"
 	// ProtocolLocal is the storage_protocol of a local-directory pool: a
 	// volume is reached by its path on the agent's host and is not exported.
 	// Pools on NFS shares will report "nfs".
@@ -24,12 +26,15 @@ const (
 )
 
 const (
-	dirPerm      = 0o750
-	volumePrefix = "volume-"
-	// A temp file is tempPrefix + id + tempInfix + random.
-	tempPrefix = ".volume-"
-	tempInfix  = ".tmp-"
-	uuidLen    = 36
+	dirPerm        = 0o750
+	volumePrefix   = "volume-"
+	snapshotPrefix = "snapshot-"
+	// metaSuffix names a snapshot's sidecar: snapshot-<id>.meta.
+	metaSuffix = ".meta"
+	// A temp file is "." + volumePrefix or snapshotPrefix + id + tempInfix +
+	// random; see tempPattern.
+	tempInfix = ".tmp-"
+	uuidLen   = 36
 )
 
 // fsUsage is what statfs reports for the file system holding a pool, in bytes.
@@ -45,8 +50,11 @@ type Driver struct {
 	capBytes int64 // 0: no cap
 	info     storage.PoolInfo
 
-	ids  *keyedMutex // serializes operations per volume ID
-	pool ctxMutex    // thick: makes free-space check + create atomic
+	ids  *keyedMutex // serializes operations per volume and snapshot (volKey, snapKey)
+	pool ctxMutex    // thick: makes free-space check + reservation atomic
+	// reserved is the space thick operations in flight have claimed and not
+	// yet turned into files (see reserve).
+	reserved atomic.Int64
 
 	fsStat func(dir string) (fsUsage, error) // statfs; replaced in tests
 }
@@ -59,6 +67,12 @@ func New(cfg Config) (*Driver, error) {
 		return nil, err
 	}
 	cfg.Capabilities = maps.Clone(cfg.Capabilities)
+	caps := maps.Clone(cfg.Capabilities)
+	if caps == nil {
+		caps = map[string]string{}
+	}
+	// A file grows while it is open, so an attached volume can be extended.
+	caps[agentrpc.CapabilityOnlineExtend] = "True"
 
 	fi, err := os.Stat(cfg.Dir)
 	switch {
@@ -87,7 +101,7 @@ func New(cfg Config) (*Driver, error) {
 			ThickProvisioning:        thick,
 			ReservedPercentage:       cfg.ReservedPercentage,
 			MaxOverSubscriptionRatio: cfg.MaxOverSubscriptionRatio,
-			Capabilities:             cfg.Capabilities,
+			Capabilities:             caps,
 		},
 		ids:    newKeyedMutex(),
 		pool:   newCtxMutex(),
@@ -115,11 +129,31 @@ func (d *Driver) path(id string) string {
 	return filepath.Join(d.cfg.Dir, volumePrefix+id)
 }
 
+// snapPath is the data file of snapshot id (validated).
+func (d *Driver) snapPath(id string) string {
+	return filepath.Join(d.cfg.Dir, snapshotPrefix+id)
+}
+
+// metaPath is the sidecar of snapshot id (validated).
+func (d *Driver) metaPath(id string) string {
+	return filepath.Join(d.cfg.Dir, snapshotPrefix+id+metaSuffix)
+}
+
+// volKey and snapKey are the lock keys of a volume and a snapshot: distinct
+// even if a volume and a snapshot share a UUID.
+func volKey(id string) string  { return volumePrefix + id }
+func snapKey(id string) string { return snapshotPrefix + id }
+
+// tempPattern is the prefix of the temp files built for the object named
+// prefix+id (prefix is volumePrefix or snapshotPrefix).
+func tempPattern(prefix, id string) string { return "." + prefix + id + tempInfix }
+
 // Stats measures the pool now. Total is the file system's size, capped by
 // CapacityGB. Free is statfs's available space; in thick mode it is also at
-// most total minus provisioned, and in a capped thin pool at most total
-// minus the blocks the volumes really occupy. Provisioned is the sum of the
-// volumes' sizes.
+// most total minus the sizes of the volumes, the snapshots and the space
+// claimed by operations in flight, and in a capped thin pool at most total
+// minus the blocks the volumes and snapshots really occupy. Provisioned is
+// the sum of the volumes' sizes (snapshots are not volumes).
 func (d *Driver) Stats(ctx context.Context) (storage.PoolStats, error) {
 	if err := ctx.Err(); err != nil {
 		return storage.PoolStats{}, fmt.Errorf("nfs: stats of pool %q: %w", d.cfg.Name, err)
@@ -143,8 +177,10 @@ type capacity struct {
 	fs          fsUsage
 	total       int64
 	free        int64
-	provisioned int64 // sum of apparent sizes
-	allocated   int64 // sum of blocks in use
+	provisioned int64 // sum of the volumes' apparent sizes
+	snapshots   int64 // sum of the snapshots' apparent sizes
+	reserved    int64 // thick: claimed by operations in flight
+	allocated   int64 // sum of blocks in use by volumes and snapshots
 	volumes     []storage.Volume
 }
 
@@ -153,20 +189,30 @@ func (d *Driver) measure(ctx context.Context) (capacity, error) {
 	if err != nil {
 		return capacity{}, err
 	}
-	vols, allocated, err := d.scan(ctx)
+	// Claims are read before the directory: a claim is given back only after
+	// its file appeared, so a measurement without the pool lock may count an
+	// operation twice (briefly reporting less free space), never not at all.
+	var reserved int64
+	if d.thick {
+		reserved = d.reserved.Load()
+	}
+	h, err := d.scan(ctx)
 	if err != nil {
 		return capacity{}, err
 	}
-	c := capacity{fs: u, total: u.total, allocated: allocated, volumes: vols}
-	for _, v := range vols {
+	c := capacity{fs: u, total: u.total, reserved: reserved, allocated: h.allocated, volumes: h.volumes}
+	for _, v := range h.volumes {
 		c.provisioned += v.SizeBytes
+	}
+	for _, s := range h.snapshots {
+		c.snapshots += s.SizeBytes
 	}
 	if d.capBytes > 0 {
 		c.total = min(c.total, d.capBytes)
 	}
 	switch {
 	case d.thick:
-		c.free = min(u.avail, c.total-c.provisioned)
+		c.free = min(u.avail, c.total-c.provisioned-c.snapshots-c.reserved)
 	case d.capBytes > 0:
 		c.free = min(u.avail, c.total-c.allocated)
 	default:
@@ -183,27 +229,39 @@ func (d *Driver) ListVolumes(ctx context.Context) ([]storage.Volume, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("nfs: list volumes of pool %q: %w", d.cfg.Name, err)
 	}
-	vols, _, err := d.scan(ctx)
+	h, err := d.scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("nfs: list volumes of pool %q: %w", d.cfg.Name, err)
 	}
-	return vols, nil
+	return h.volumes, nil
 }
 
-// scan reads the pool directory and returns its volumes sorted by ID (never
-// nil) and the bytes they occupy.
-func (d *Driver) scan(ctx context.Context) ([]storage.Volume, int64, error) {
+// holdings is what one scan of the pool directory found.
+type holdings struct {
+	volumes   []storage.Volume   // sorted by ID, never nil
+	snapshots []storage.Snapshot // sorted by ID, never nil; VolumeID not read
+	allocated int64              // bytes the volumes and snapshots occupy
+}
+
+// scan reads the pool directory: the regular files named volume-<uuid> and
+// snapshot-<uuid>. Temp files and snapshot sidecars are not objects.
+func (d *Driver) scan(ctx context.Context) (holdings, error) {
 	entries, err := os.ReadDir(d.cfg.Dir)
 	if err != nil {
-		return nil, 0, err
+		return holdings{}, err
 	}
-	vols := []storage.Volume{}
-	var allocated int64
+	h := holdings{volumes: []storage.Volume{}, snapshots: []storage.Snapshot{}}
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
-			return nil, 0, err
+			return holdings{}, err
 		}
-		id, ok := strings.CutPrefix(e.Name(), volumePrefix)
+		name := e.Name()
+		prefix := volumePrefix
+		id, ok := strings.CutPrefix(name, volumePrefix)
+		if !ok {
+			prefix = snapshotPrefix
+			id, ok = strings.CutPrefix(name, snapshotPrefix)
+		}
 		if !ok || storage.ValidateID(id) != nil || !e.Type().IsRegular() {
 			continue
 		}
@@ -212,15 +270,19 @@ func (d *Driver) scan(ctx context.Context) ([]storage.Volume, int64, error) {
 			continue // deleted since ReadDir
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("stat %s: %w", filepath.Join(d.cfg.Dir, e.Name()), err)
+			return holdings{}, fmt.Errorf("stat %s: %w", filepath.Join(d.cfg.Dir, name), err)
 		}
 		if !fi.Mode().IsRegular() {
 			continue
 		}
-		vols = append(vols, storage.Volume{ID: id, SizeBytes: fi.Size(), Location: d.path(id)})
-		allocated += allocatedBytes(fi)
+		if prefix == volumePrefix {
+			h.volumes = append(h.volumes, storage.Volume{ID: id, SizeBytes: fi.Size(), Location: d.path(id)})
+		} else {
+			h.snapshots = append(h.snapshots, storage.Snapshot{ID: id, SizeBytes: fi.Size(), Location: d.snapPath(id)})
+		}
+		h.allocated += allocatedBytes(fi)
 	}
-	return vols, allocated, nil
+	return h, nil
 }
 
 // CreateVolume creates volume id as a file of exactly sizeGiB GiB. If the
@@ -241,7 +303,7 @@ func (d *Driver) CreateVolume(ctx context.Context, id string, sizeGiB int64) (st
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	unlock, err := d.ids.lock(ctx, id)
+	unlock, err := d.ids.lock(ctx, volKey(id))
 	if err != nil {
 		return fail(err)
 	}
@@ -263,19 +325,15 @@ func (d *Driver) CreateVolume(ctx context.Context, id string, sizeGiB int64) (st
 		return vol, nil
 	}
 
-	if d.thick {
-		if err := d.pool.lock(ctx); err != nil {
-			return fail(err)
-		}
-		defer d.pool.unlock()
-		if err := d.checkFree(ctx, size); err != nil {
-			return fail(err)
-		}
+	res, err := d.reserve(ctx, size)
+	if err != nil {
+		return fail(err)
 	}
+	defer res.release()
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	if err := d.createFile(id, path, size); err != nil {
+	if err := d.buildFile(ctx, volumePrefix, id, path, size, res, nil); err != nil {
 		return fail(err)
 	}
 	return vol, nil
@@ -299,6 +357,58 @@ func existing(path string, size int64) (bool, error) {
 	return true, nil
 }
 
+// reservation is space of a thick pool claimed by an operation building a
+// file (see reserve). A nil *reservation (thin pools) claims nothing.
+type reservation struct {
+	d    *Driver
+	size int64
+	done bool
+}
+
+// reserve claims size bytes of a thick pool for an operation that is about
+// to build a file, failing with storage.ErrNoSpace when they do not fit.
+// From the check until commit or release the claim counts as used, so
+// concurrent operations can never provision past the capacity, and a long
+// copy does not hold the pool lock. Thin pools claim nothing (nil).
+func (d *Driver) reserve(ctx context.Context, size int64) (*reservation, error) {
+	if !d.thick || size <= 0 {
+		return nil, nil
+	}
+	if err := d.pool.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer d.pool.unlock()
+	if err := d.checkFree(ctx, size); err != nil {
+		return nil, err
+	}
+	d.reserved.Add(size)
+	return &reservation{d: d, size: size}, nil
+}
+
+// commit runs publish (the rename that makes the file count in measure) and
+// gives the claim back in one step under the pool lock, so no free-space
+// check ever sees the space twice (as the file and as the claim) or not at
+// all.
+func (r *reservation) commit(publish func() error) error {
+	if r == nil {
+		return publish()
+	}
+	_ = r.d.pool.lock(context.Background()) // held briefly by everyone
+	defer r.d.pool.unlock()
+	err := publish()
+	r.release()
+	return err
+}
+
+// release gives the claim back if commit did not; the owner defers it.
+func (r *reservation) release() {
+	if r == nil || r.done {
+		return
+	}
+	r.done = true
+	r.d.reserved.Add(-r.size)
+}
+
 // checkFree fails with storage.ErrNoSpace when size bytes do not fit in a
 // thick pool. The caller holds d.pool.
 func (d *Driver) checkFree(ctx context.Context, size int64) error {
@@ -307,17 +417,28 @@ func (d *Driver) checkFree(ctx context.Context, size int64) error {
 		return fmt.Errorf("measure free space: %w", err)
 	}
 	if size > c.free {
-		return fmt.Errorf("%d GiB does not fit in thick pool: %.2f GiB free (total %.2f GiB, provisioned %.2f GiB, file system available %.2f GiB): %w",
-			size/storage.GiB, gib(c.free), gib(c.total), gib(c.provisioned), gib(c.fs.avail), storage.ErrNoSpace)
+		return fmt.Errorf("%s does not fit in thick pool: %.2f GiB free (total %.2f GiB, provisioned %.2f GiB, snapshots %.2f GiB, in flight %.2f GiB, file system available %.2f GiB): %w",
+			sizeString(size), gib(c.free), gib(c.total), gib(c.provisioned), gib(c.snapshots), gib(c.reserved), gib(c.fs.avail), storage.ErrNoSpace)
 	}
 	return nil
 }
 
-// createFile builds the volume in a temp file next to path and renames it
-// into place, so path only ever holds a complete volume. On error nothing is
-// left behind.
-func (d *Driver) createFile(id, path string, size int64) (err error) {
-	f, err := os.CreateTemp(d.cfg.Dir, tempPrefix+id+tempInfix+"*")
+// sizeString prints whole GiB as "N GiB", anything else with decimals.
+func sizeString(size int64) string {
+	if size%storage.GiB == 0 {
+		return fmt.Sprintf("%d GiB", size/storage.GiB)
+	}
+	return fmt.Sprintf("%.2f GiB", gib(size))
+}
+
+// buildFile makes path appear atomically holding size bytes: it builds a
+// temp file named after the object (prefix+id), reserves its blocks in a
+// thick pool, lets fill write the data (fill may be nil for a blank file),
+// sets the size, fsyncs, renames it over path (committing res, which may be
+// nil) and fsyncs the directory. On error nothing is left behind and path is
+// untouched.
+func (d *Driver) buildFile(ctx context.Context, prefix, id, path string, size int64, res *reservation, fill func(f *os.File) error) (err error) {
+	f, err := os.CreateTemp(d.cfg.Dir, tempPattern(prefix, id)+"*")
 	if err != nil {
 		return noSpace(err)
 	}
@@ -335,9 +456,17 @@ func (d *Driver) createFile(id, path string, size int64) (err error) {
 		// Reserve the blocks so a thick volume cannot run out of space
 		// later; where fallocate is unsupported the file stays sparse and
 		// only the accounting in checkFree protects the pool.
-		if _, err := preallocate(f, size); err != nil {
+		if _, err := preallocate(f, 0, size); err != nil {
 			return noSpace(err)
 		}
+	}
+	if fill != nil {
+		if err := fill(f); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if err := f.Truncate(size); err != nil {
 		return noSpace(err)
@@ -349,14 +478,16 @@ func (d *Driver) createFile(id, path string, size int64) (err error) {
 	if err := f.Close(); err != nil {
 		return noSpace(err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := res.commit(func() error { return os.Rename(tmp, path) }); err != nil {
 		return err
 	}
 	return syncDir(d.cfg.Dir)
 }
 
 // DeleteVolume removes volume id and any temp files a crashed create left
-// for it. A missing volume is not an error.
+// for it. A missing volume is not an error. Snapshots of the volume are
+// independent copies and stay: whether a volume with snapshots may be
+// deleted is the coordinator's rule, not the driver's.
 func (d *Driver) DeleteVolume(ctx context.Context, id string) error {
 	if err := storage.ValidateID(id); err != nil {
 		return fmt.Errorf("nfs: delete volume: %w", err)
@@ -367,7 +498,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	unlock, err := d.ids.lock(ctx, id)
+	unlock, err := d.ids.lock(ctx, volKey(id))
 	if err != nil {
 		return fail(err)
 	}
@@ -388,7 +519,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, id string) error {
 		}
 		changed = true
 	}
-	n, err := d.removeTemps(id)
+	n, err := d.removeTemps(volumePrefix, id)
 	if err != nil {
 		return fail(err)
 	}
@@ -400,58 +531,78 @@ func (d *Driver) DeleteVolume(ctx context.Context, id string) error {
 	return nil
 }
 
-// Cleanup removes the temp files that creates interrupted by a crash left
-// in the pool directory, and reports how many it removed. It takes each
-// volume's lock first, so it never touches a create in progress; call it
-// when the agent starts, or periodically.
+// Cleanup removes what operations interrupted by a crash left in the pool
+// directory: temp files of volumes and snapshots, and snapshot sidecars
+// whose snapshot file never appeared. It reports how many files it removed.
+// It takes each object's lock first, so it never touches an operation in
+// progress; call it when the agent starts, or periodically.
 func (d *Driver) Cleanup(ctx context.Context) (int, error) {
-	fail := func(err error) (int, error) {
-		return 0, fmt.Errorf("nfs: clean up pool %q: %w", d.cfg.Name, err)
+	fail := func(removed int, err error) (int, error) {
+		return removed, fmt.Errorf("nfs: clean up pool %q: %w", d.cfg.Name, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return fail(err)
+		return fail(0, err)
 	}
 	entries, err := os.ReadDir(d.cfg.Dir)
 	if err != nil {
-		return fail(err)
+		return fail(0, err)
 	}
-	var ids []string
+	type object struct{ prefix, id string }
+	var temps, metas []object
+	seen := map[object]bool{}
 	for _, e := range entries {
-		if id, ok := tempID(e.Name()); ok && (len(ids) == 0 || ids[len(ids)-1] != id) {
-			ids = append(ids, id) // entries are sorted, so an ID's temps are adjacent
+		if prefix, id, ok := tempOf(e.Name()); ok && !seen[object{prefix, id}] {
+			seen[object{prefix, id}] = true
+			temps = append(temps, object{prefix, id})
+		}
+		if id, ok := metaOf(e.Name()); ok {
+			metas = append(metas, object{snapshotPrefix, id})
 		}
 	}
 	removed := 0
-	for _, id := range ids {
-		unlock, err := d.ids.lock(ctx, id)
+	for _, o := range temps {
+		unlock, err := d.ids.lock(ctx, o.prefix+o.id)
 		if err != nil {
-			return removed, fmt.Errorf("nfs: clean up pool %q: %w", d.cfg.Name, err)
+			return fail(removed, err)
 		}
-		n, err := d.removeTemps(id)
+		n, err := d.removeTemps(o.prefix, o.id)
 		unlock()
 		removed += n
 		if err != nil {
-			return removed, fmt.Errorf("nfs: clean up pool %q: %w", d.cfg.Name, err)
+			return fail(removed, err)
+		}
+	}
+	for _, o := range metas {
+		unlock, err := d.ids.lock(ctx, snapKey(o.id))
+		if err != nil {
+			return fail(removed, err)
+		}
+		n, err := d.removeOrphanMeta(o.id)
+		unlock()
+		removed += n
+		if err != nil {
+			return fail(removed, err)
 		}
 	}
 	if removed > 0 {
 		if err := syncDir(d.cfg.Dir); err != nil {
-			return removed, fmt.Errorf("nfs: clean up pool %q: %w", d.cfg.Name, err)
+			return fail(removed, err)
 		}
 	}
 	return removed, nil
 }
 
-// removeTemps removes the temp files of volume id. The caller holds id's lock.
-func (d *Driver) removeTemps(id string) (int, error) {
+// removeTemps removes the temp files of the object prefix+id. The caller
+// holds its lock.
+func (d *Driver) removeTemps(prefix, id string) (int, error) {
 	entries, err := os.ReadDir(d.cfg.Dir)
 	if err != nil {
 		return 0, err
 	}
-	prefix := tempPrefix + id + tempInfix
+	pattern := tempPattern(prefix, id)
 	removed := 0
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), prefix) || !e.Type().IsRegular() {
+		if !strings.HasPrefix(e.Name(), pattern) || !e.Type().IsRegular() {
 			continue
 		}
 		err := os.Remove(filepath.Join(d.cfg.Dir, e.Name()))
@@ -463,14 +614,32 @@ func (d *Driver) removeTemps(id string) (int, error) {
 	return removed, nil
 }
 
-// tempID returns the volume ID in a temp file's name.
-func tempID(name string) (string, bool) {
-	rest, ok := strings.CutPrefix(name, tempPrefix)
-	if !ok || len(rest) < uuidLen || !strings.HasPrefix(rest[uuidLen:], tempInfix) {
+// tempOf returns the object prefix (volumePrefix or snapshotPrefix) and ID
+// in a temp file's name.
+func tempOf(name string) (prefix, id string, ok bool) {
+	rest, ok := strings.CutPrefix(name, ".")
+	if !ok {
+		return "", "", false
+	}
+	for _, prefix := range []string{volumePrefix, snapshotPrefix} {
+		r, ok := strings.CutPrefix(rest, prefix)
+		if !ok || len(r) < uuidLen || !strings.HasPrefix(r[uuidLen:], tempInfix) {
+			continue
+		}
+		id := r[:uuidLen]
+		return prefix, id, storage.ValidateID(id) == nil
+	}
+	return "", "", false
+}
+
+// metaOf returns the snapshot ID in a sidecar's name.
+func metaOf(name string) (string, bool) {
+	rest, ok := strings.CutPrefix(name, snapshotPrefix)
+	if !ok {
 		return "", false
 	}
-	id := rest[:uuidLen]
-	return id, storage.ValidateID(id) == nil
+	id, ok := strings.CutSuffix(rest, metaSuffix)
+	return id, ok && storage.ValidateID(id) == nil
 }
 
 // syncDir makes renames and removals in dir durable.

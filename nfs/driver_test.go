@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kilnstore/kiln/internal/agentrpc"
 	"github.com/kilnstore/kiln/internal/storage"
 	"github.com/kilnstore/kiln/nfs"
 )
@@ -376,7 +377,7 @@ func TestInfo(t *testing.T) {
 		Name:                     "fast",
 		Backend:                  "local",
 		Driver:                   "nfs",
-		DriverVersion:            "1.0.0",
+		DriverVersion:            "1.1.0",
 		Protocol:                 "local",
 		ThinProvisioning:         false,
 		ThickProvisioning:        true,
@@ -384,7 +385,8 @@ func TestInfo(t *testing.T) {
 		MaxOverSubscriptionRatio: "auto",
 	}
 	got := d.Info()
-	want.Capabilities = map[string]string{"multiattach": "True", "kiln:tier": "dev"}
+	// The configured capabilities, plus the one the driver reports itself.
+	want.Capabilities = map[string]string{"multiattach": "True", "kiln:tier": "dev", "online_extend_support": "True"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Info = %+v, want %+v", got, want)
 	}
@@ -398,7 +400,8 @@ func TestInfo(t *testing.T) {
 
 	thin, _ := newDriver(t, nil)
 	info := thin.Info()
-	if !info.ThinProvisioning || info.ThickProvisioning || info.MaxOverSubscriptionRatio != "20.0" || info.Backend != "local" {
+	if !info.ThinProvisioning || info.ThickProvisioning || info.MaxOverSubscriptionRatio != "20.0" || info.Backend != "local" ||
+		!reflect.DeepEqual(info.Capabilities, map[string]string{agentrpc.CapabilityOnlineExtend: "True"}) {
 		t.Errorf("default Info = %+v, want thin, ratio 20.0, backend local", info)
 	}
 }

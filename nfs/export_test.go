@@ -9,5 +9,5 @@ func SetStatfs(d *Driver, f func(dir string) (total, avail int64, err error)) {
 	}
 }
 
-// HeldIDs reports how many volume IDs are locked or awaited in d.
+// HeldIDs reports how many volume and snapshot locks are held or awaited in d.
 func HeldIDs(d *Driver) int { return d.ids.size() }

@@ -2,6 +2,7 @@ package nfs
 
 import (
 	"context"
+	"slices"
 	"sync"
 )
 
@@ -22,9 +23,10 @@ func (m ctxMutex) lock(ctx context.Context) error {
 
 func (m ctxMutex) unlock() { <-m }
 
-// keyedMutex serializes work per key (volume ID) while different keys run in
-// parallel. An entry lives only while someone holds or waits for its key, so
-// the map stays as small as the number of IDs in flight.
+// keyedMutex serializes work per key (the lock key of a volume or a
+// snapshot, see volKey and snapKey) while different keys run in parallel. An
+// entry lives only while someone holds or waits for its key, so the map
+// stays as small as the number of IDs in flight.
 type keyedMutex struct {
 	mu      sync.Mutex
 	entries map[string]*keyedEntry
@@ -74,4 +76,28 @@ func (k *keyedMutex) size() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return len(k.entries)
+}
+
+// lockAll acquires every key in sorted order and returns the function that
+// releases them all. Operations that touch two objects (a clone reads one
+// volume and writes another) take both keys through lockAll, so two of them
+// can never hold one key each while waiting for the other's. Duplicate keys
+// are taken once.
+func (k *keyedMutex) lockAll(ctx context.Context, keys ...string) (unlock func(), err error) {
+	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
+	unlocks := make([]func(), 0, len(keys))
+	release := func() {
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
+	}
+	for _, key := range keys {
+		u, err := k.lock(ctx, key)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		unlocks = append(unlocks, u)
+	}
+	return release, nil
 }

@@ -12,10 +12,20 @@
 //   - A request without X-Auth-Token gets 401 (Cinder's noauth answers the
 //     legacy v1 auth handshake with 204 instead).
 //   - The versions document at /v3/ needs no token.
-//   - A volume whose create failed carries the reason in an extra detail key
-//     "kiln:error" (Cinder exposes it through the messages API only).
-//   - Creating a volume from a snapshot, volume, image or backup is refused
-//     with 400 until those sources exist.
+//   - A volume or snapshot that failed carries the reason in an extra
+//     detail key "kiln:error" (Cinder exposes it through the messages API
+//     only).
+//   - Creating a volume from an image or backup is refused with 400 until
+//     those sources exist (snapshots and volumes are served). A volume
+//     created from a snapshot or volume is made on the source's pool, in
+//     any type the request names (Cinder refuses a type whose backend
+//     differs).
+//   - Volume and snapshot actions Cinder has but Kiln does not serve yet
+//     (os-attach, os-reset_status on volumes, os-unmanage, ...) answer 501
+//     notImplemented once the resource is found. Like Cinder, an unknown
+//     action is a 400 and an action above the request's microversion a 404.
+//   - os-update_snapshot_status with a progress that is neither a string
+//     nor false-like is a 400 (Cinder fails with a 500).
 //   - GET limits reports unlimited (-1) maxima as 2147483647 and counts
 //     usage as in_use + reserved (Cinder commits quota before it answers a
 //     create; Kiln keeps it reserved while the volume is creating).
@@ -203,12 +213,17 @@ func (s *server) routes() {
 	s.handle(fiber.MethodGet, "/volumes/:id", s.showVolume)
 	s.handle(fiber.MethodPut, "/volumes/:id", s.updateVolume)
 	s.handle(fiber.MethodDelete, "/volumes/:id", s.deleteVolume)
-	s.handle(fiber.MethodGet, "/volumes/:id/metadata", s.listMetadata)
-	s.handle(fiber.MethodPost, "/volumes/:id/metadata", s.mergeMetadata)
-	s.handle(fiber.MethodPut, "/volumes/:id/metadata", s.replaceMetadata)
-	s.handle(fiber.MethodGet, "/volumes/:id/metadata/:key", s.showMetadataKey)
-	s.handle(fiber.MethodPut, "/volumes/:id/metadata/:key", s.updateMetadataKey)
-	s.handle(fiber.MethodDelete, "/volumes/:id/metadata/:key", s.deleteMetadataKey)
+	s.handle(fiber.MethodPost, "/volumes/:id/action", s.volumeAction)
+	s.metadataRoutes("/volumes", volumeMetadata)
+
+	s.handle(fiber.MethodGet, "/snapshots", s.listSnapshots)
+	s.handle(fiber.MethodGet, "/snapshots/detail", s.listSnapshotsDetail)
+	s.handle(fiber.MethodPost, "/snapshots", s.createSnapshot)
+	s.handle(fiber.MethodGet, "/snapshots/:id", s.showSnapshot)
+	s.handle(fiber.MethodPut, "/snapshots/:id", s.updateSnapshot)
+	s.handle(fiber.MethodDelete, "/snapshots/:id", s.deleteSnapshot)
+	s.handle(fiber.MethodPost, "/snapshots/:id/action", s.snapshotAction)
+	s.metadataRoutes("/snapshots", snapshotMetadata)
 
 	s.handle(fiber.MethodGet, "/types", s.listTypes)
 	s.handle(fiber.MethodPost, "/types", s.createType)

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -311,6 +312,80 @@ func (h *harness) makeAvailable(id string) {
 	h.mustApply(state.ScheduleVolume{ID: id, Pool: testPool, At: at,
 		TotalKind: storage.Known, TotalGB: 1000, FreeKind: storage.Known, FreeGB: 1000})
 	h.mustApply(state.VolumeCreated{ID: id, Pool: testPool, Location: "/x/" + id, At: at})
+}
+
+// setVolumeStatus gives a volume any status. No command does (attachments,
+// which make volumes in-use, do not exist yet), so it restores the state
+// from the FSM's own snapshot, rewritten as the version 1 JSON document
+// that Restore still reads (the header line, then the metadata frame with
+// every record but the volumes; the volumes come from the public reader).
+func (h *harness) setVolumeStatus(id, status string) {
+	h.t.Helper()
+	raw := h.snapshot()
+	nl := bytes.IndexByte(raw, '\n')
+	var header struct {
+		Index uint64 `json:"index"`
+	}
+	if nl < 0 || json.Unmarshal(raw[:nl], &header) != nil {
+		h.t.Fatalf("snapshot header: %q", raw)
+	}
+	n, k := binary.Uvarint(raw[nl+1:])
+	var data map[string]json.RawMessage
+	if k <= 0 || json.Unmarshal(raw[nl+1+k:nl+1+k+int(n)], &data) != nil {
+		h.t.Fatal("snapshot metadata frame")
+	}
+	delete(data, "volume_count")
+	vols := map[string]*state.Volume{}
+	found := false
+	for _, v := range h.b.st.Volumes(state.VolumeFilter{}) {
+		cp := *v
+		if cp.ID == id {
+			cp.Status, found = status, true
+		}
+		vols[cp.ID] = &cp
+	}
+	if !found {
+		h.t.Fatalf("no volume %s", id)
+	}
+	var err error
+	if data["volumes"], err = json.Marshal(vols); err != nil {
+		h.t.Fatal(err)
+	}
+	doc, err := json.Marshal(map[string]any{"version": 1, "index": header.Index, "data": data})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := (&state.FSM{State: h.b.st}).Restore(io.NopCloser(bytes.NewReader(doc))); err != nil {
+		h.t.Fatal(err)
+	}
+	if got := h.b.st.Volume(id).Status; got != status {
+		h.t.Fatalf("status %q after restore", got)
+	}
+}
+
+// availableVolume creates a volume through the API and makes it available.
+func (h *harness) availableVolume(vol map[string]any) string {
+	h.t.Helper()
+	id := h.createVolume(vol)["id"].(string)
+	h.makeAvailable(id)
+	return id
+}
+
+// createSnapshot creates a snapshot through the API and returns its view.
+func (h *harness) createSnapshot(snap map[string]any) map[string]any {
+	h.t.Helper()
+	r := h.post("/v3/p1/snapshots", map[string]any{"snapshot": snap})
+	wantStatus(h.t, r, http.StatusAccepted)
+	return r.Body["snapshot"].(map[string]any)
+}
+
+// availableSnapshot snapshots a volume through the API and completes the
+// snapshot through the state machine (agent success).
+func (h *harness) availableSnapshot(volumeID string) string {
+	h.t.Helper()
+	id := h.createSnapshot(map[string]any{"volume_id": volumeID})["id"].(string)
+	h.mustApply(state.SnapshotCreated{ID: id, Location: "/snap/" + id, At: now()})
+	return id
 }
 
 // serve runs the harness app on a loopback listener and returns its base

@@ -25,12 +25,18 @@ const versionsUpdated = "2023-08-31T00:00:00Z"
 var (
 	mvBootableFilter     = apiVersion{3, 2}
 	mvGroupVolume        = apiVersion{3, 13}
+	mvGroupSnapshotID    = apiVersion{3, 14}
 	mvProviderID         = apiVersion{3, 21}
+	mvSnapshotMetaFilter = apiVersion{3, 22}
 	mvDeleteForce        = apiVersion{3, 23}
 	mvPoolFilter         = apiVersion{3, 28}
+	mvSnapshotSort       = apiVersion{3, 30}
 	mvResourceFilter     = apiVersion{3, 31}
 	mvPoolTypeFilter     = apiVersion{3, 35}
 	mvLimitsProject      = apiVersion{3, 39}
+	mvVolumeRevert       = apiVersion{3, 40}
+	mvSnapshotUserID     = apiVersion{3, 41}
+	mvExtendInUse        = apiVersion{3, 42}
 	mvWithCount          = apiVersion{3, 45}
 	mvCreateFromBackup   = apiVersion{3, 47}
 	mvSharedTargets      = apiVersion{3, 48}
@@ -42,6 +48,9 @@ var (
 	mvVolumeTypeID       = apiVersion{3, 63}
 	mvEncryptionKeyID    = apiVersion{3, 64}
 	mvConsumesQuota      = apiVersion{3, 65}
+	mvSnapshotInUse      = apiVersion{3, 66}
+	mvReimage            = apiVersion{3, 68}
+	mvExtendCompletion   = apiVersion{3, 71}
 	mvClusterSupport     = apiVersion{3, 7}
 )
 

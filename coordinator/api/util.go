@@ -86,7 +86,19 @@ func (s *server) apply(c *fiber.Ctx, cmd state.Command) error {
 		case state.UpdateVolume:
 			attrs = append(attrs, "volume_id", v.ID)
 		case state.DeleteVolume:
-			attrs = append(attrs, "volume_id", v.ID, "force", v.Force)
+			attrs = append(attrs, "volume_id", v.ID, "force", v.Force, "cascade", v.Cascade)
+		case state.ExtendVolume:
+			attrs = append(attrs, "volume_id", v.ID, "new_size_gb", v.NewSizeGB)
+		case state.RevertVolume:
+			attrs = append(attrs, "volume_id", v.ID, "snapshot_id", v.SnapshotID)
+		case state.CreateSnapshot:
+			attrs = append(attrs, "snapshot_id", v.Snapshot.ID, "volume_id", v.Snapshot.VolumeID, "project", v.Snapshot.ProjectID)
+		case state.UpdateSnapshot:
+			attrs = append(attrs, "snapshot_id", v.ID)
+		case state.DeleteSnapshot:
+			attrs = append(attrs, "snapshot_id", v.ID, "force", v.Force)
+		case state.SetSnapshotStatus:
+			attrs = append(attrs, "snapshot_id", v.ID, "mode", v.Mode, "status", v.Status)
 		}
 		s.log.Info("command applied", attrs...)
 		return nil

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"net/http"
 	"slices"
 
@@ -18,8 +19,10 @@ type createVolumeRequest struct {
 	AZ                string
 	Metadata          map[string]string
 	Multiattach       bool
-	// SourceKey names the source to create from ("snapshot_id",
-	// "imageRef", ...) and Source its value; Kiln supports none yet.
+	// SnapshotID / SourceVolID name a snapshot or volume to create from.
+	SnapshotID, SourceVolID string
+	// SourceKey names a source Kiln does not support yet ("imageRef",
+	// "backup_id", ...) and Source its value.
 	Source, SourceKey string
 	GroupID           string
 	SameHost          []string
@@ -126,8 +129,9 @@ func (r *createVolumeRequest) names(vol object) error {
 	return nil
 }
 
-// sources validates the keys that name a source to create from. None is
-// supported yet; the handler refuses them after validation.
+// sources validates the keys that name a source to create from. Images
+// and backups are not supported yet; the handler refuses them after
+// validation.
 func (r *createVolumeRequest) sources(vol object, ver apiVersion) error {
 	for _, key := range []string{"snapshot_id", "source_volid", "consistencygroup_id", "backup_id"} {
 		v, ok := vol[key]
@@ -150,6 +154,10 @@ func (r *createVolumeRequest) sources(vol object, ver apiVersion) error {
 		case id == "":
 		case key == "consistencygroup_id":
 			r.GroupID = id
+		case key == "snapshot_id":
+			r.SnapshotID = id
+		case key == "source_volid":
+			r.SourceVolID = id
 		default:
 			r.Source, r.SourceKey = id, key
 		}
@@ -268,11 +276,43 @@ func (s *server) createVolume(c *fiber.Ctx) error {
 }
 
 // newVolume resolves a validated request against the state, in the order
-// Cinder's controller and create flow check things.
+// Cinder's controller and create flow check things: the type, the
+// snapshot, the source volume, groups, other sources, then the size. A
+// volume created from a snapshot or volume takes the source's size and
+// type unless the request names them; the state machine checks the
+// source's status and that the size is not smaller.
 func (s *server) newVolume(st *state.State, ri *reqInfo, req *createVolumeRequest) (*state.Volume, error) {
-	vt, err := resolveType(st, req.TypeRef)
-	if err != nil {
-		return nil, err
+	var vt *state.VolumeType
+	if req.TypeRef != "" {
+		var err error
+		if vt, err = resolveType(st, req.TypeRef); err != nil {
+			return nil, err
+		}
+	}
+	var (
+		sourceSize          int64
+		sourceTypeID        string
+		snapAZ, sourceVolAZ string
+	)
+	if req.SnapshotID != "" {
+		sn := visibleSnapshot(st, req.SnapshotID, ri.Project)
+		if sn == nil {
+			return nil, snapshotNotFound(req.SnapshotID)
+		}
+		sourceSize, sourceTypeID = sn.SizeGB, sn.TypeID
+		if v := st.Volume(sn.VolumeID); v != nil {
+			snapAZ = v.AZ
+		}
+	}
+	if req.SourceVolID != "" {
+		src := visibleVolume(st, req.SourceVolID, ri.Project)
+		if src == nil {
+			return nil, volumeNotFound(req.SourceVolID)
+		}
+		if req.SnapshotID == "" {
+			sourceSize, sourceTypeID = src.SizeGB, src.TypeID
+		}
+		sourceVolAZ = src.AZ
 	}
 	if req.GroupID != "" {
 		return nil, notFound("Group %s could not be found.", req.GroupID)
@@ -281,14 +321,35 @@ func (s *server) newVolume(st *state.State, ri *reqInfo, req *createVolumeReques
 		return nil, badRequest("Creating a volume from %s is not supported yet (%s %s).",
 			sourceNames[req.SourceKey], req.SourceKey, req.Source)
 	}
-	if !req.HasSize {
-		return nil, invalidInput("Volume size 'None' must be an integer and greater than 0")
+	typeID := sourceTypeID
+	switch {
+	case vt != nil:
+		typeID = vt.ID
+	case typeID == "":
+		def, err := resolveType(st, "")
+		if err != nil {
+			return nil, err
+		}
+		typeID = def.ID
 	}
-	az := req.AZ
-	if az == "" {
-		az = s.opts.DefaultZone
-	} else if !s.validZone(st, az) {
+	size := req.Size
+	if !req.HasSize {
+		if sourceSize == 0 {
+			return nil, invalidInput("Volume size 'None' must be an integer and greater than 0")
+		}
+		size = sourceSize
+	}
+	// A sourced volume is made on its source's pool, so it stays in the
+	// source's zone (Cinder's cloned_volume_same_az, on by default).
+	az := cmp.Or(req.AZ, snapAZ, sourceVolAZ, s.opts.DefaultZone)
+	if req.AZ != "" && !s.validZone(st, az) {
 		return nil, badRequest("Availability zone '%s' is invalid.", az)
+	}
+	if snapAZ != "" && snapAZ != az {
+		return nil, invalidInput("Volume must be in the same availability zone as the snapshot")
+	}
+	if sourceVolAZ != "" && sourceVolAZ != az {
+		return nil, invalidInput("Volume must be in the same availability zone as the source volume")
 	}
 	for _, hint := range []struct {
 		key string
@@ -303,15 +364,15 @@ func (s *server) newVolume(st *state.State, ri *reqInfo, req *createVolumeReques
 	t := now()
 	return &state.Volume{
 		ID: newUUID(), ProjectID: ri.Project, UserID: ri.User,
-		Name: req.Name, Description: req.Description, SizeGB: req.Size,
-		TypeID: vt.ID, AZ: az, Metadata: req.Metadata, Multiattach: req.Multiattach,
-		Hints:     state.Hints{SameHost: req.SameHost, DifferentHost: req.DifferentHost},
+		Name: req.Name, Description: req.Description, SizeGB: size,
+		TypeID: typeID, AZ: az, Metadata: req.Metadata, Multiattach: req.Multiattach,
+		Hints:      state.Hints{SameHost: req.SameHost, DifferentHost: req.DifferentHost},
+		SnapshotID: req.SnapshotID, SourceVolID: req.SourceVolID,
 		CreatedAt: t, UpdatedAt: t,
 	}, nil
 }
 
 var sourceNames = map[string]string{
-	"snapshot_id": "a snapshot", "source_volid": "another volume",
 	"imageRef": "an image", "image_id": "an image", "backup_id": "a backup",
 }
 

@@ -441,9 +441,10 @@ func (s *server) volumeList(c *fiber.Ctx, detail bool) error {
 	return c.JSON(body)
 }
 
-func matchAll(v *state.Volume, preds []func(*state.Volume) bool) bool {
+// matchAll reports whether x satisfies every filter predicate.
+func matchAll[T any](x T, preds []func(T) bool) bool {
 	for _, m := range preds {
-		if !m(v) {
+		if !m(x) {
 			return false
 		}
 	}

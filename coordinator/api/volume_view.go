@@ -3,7 +3,6 @@ package api
 import (
 	"crypto/sha1"
 	"encoding/hex"
-	"maps"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -38,10 +37,6 @@ func (s *server) volumeDetail(c *fiber.Ctx, st *state.State, v *state.Volume) fi
 	if t := st.Type(v.TypeID); t != nil {
 		typeName = t.Name
 	}
-	meta := maps.Clone(v.Metadata)
-	if meta == nil {
-		meta = map[string]string{}
-	}
 	m := fiber.Map{
 		"id":                  v.ID,
 		"status":              v.Status,
@@ -52,9 +47,9 @@ func (s *server) volumeDetail(c *fiber.Ctx, st *state.State, v *state.Volume) fi
 		"name":                nullable(v.Name),
 		"description":         nullable(v.Description),
 		"volume_type":         nullable(typeName),
-		"snapshot_id":         nil,
-		"source_volid":        nil,
-		"metadata":            meta,
+		"snapshot_id":         nullable(v.SnapshotID),
+		"source_volid":        nullable(v.SourceVolID),
+		"metadata":            cloneMetadata(v.Metadata),
 		"links":               s.resourceLinks(c, "volumes", v.ID),
 		"user_id":             v.UserID,
 		"bootable":            strconv.FormatBool(v.Bootable),

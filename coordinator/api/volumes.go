@@ -119,12 +119,12 @@ func (s *server) updateVolume(c *fiber.Ctx) error {
 	return s.respondVolume(c, st, v.ID, http.StatusOK)
 }
 
-// deleteVolume is DELETE volumes/{id} (?cascade, ?force from 3.23).
+// deleteVolume is DELETE volumes/{id} (?cascade also deletes the volume's
+// snapshots; ?force from 3.23).
 func (s *server) deleteVolume(c *fiber.Ctx) error {
 	ri := info(c)
-	// Snapshots do not exist yet, so cascade has nothing to delete; its
-	// value is still validated as Cinder does.
-	if _, err := boolParam(c, "cascade"); err != nil {
+	cascade, err := boolParam(c, "cascade")
+	if err != nil {
 		return err
 	}
 	force := false
@@ -132,7 +132,6 @@ func (s *server) deleteVolume(c *fiber.Ctx) error {
 		if !ri.Version.atLeast(mvDeleteForce) {
 			return badRequest("The 'force' parameter requires microversion %s or later.", mvDeleteForce)
 		}
-		var err error
 		if force, err = boolParam(c, "force"); err != nil {
 			return err
 		}
@@ -141,7 +140,8 @@ func (s *server) deleteVolume(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := s.apply(c, state.DeleteVolume{ID: v.ID, ProjectID: ri.Project, Force: force, At: now()}); err != nil {
+	cmd := state.DeleteVolume{ID: v.ID, ProjectID: ri.Project, Force: force, Cascade: cascade, At: now()}
+	if err := s.apply(c, cmd); err != nil {
 		return err
 	}
 	return emptyResponse(c, http.StatusAccepted)

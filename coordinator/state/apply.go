@@ -26,7 +26,7 @@ func (s *State) Apply(entry []byte) *Result {
 		panic("state: empty log entry")
 	}
 	typ, body := CommandType(entry[0]), entry[1:]
-	h, ok := handlers[typ&^IgnorableFlag]
+	e, ok := registry[typ&^IgnorableFlag]
 	if !ok {
 		if typ&IgnorableFlag != 0 {
 			return &Result{}
@@ -35,7 +35,7 @@ func (s *State) Apply(entry []byte) *Result {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := h(s, body); err != nil {
+	if err := e.apply(s, body); err != nil {
 		return &Result{Err: err}
 	}
 	return &Result{}
@@ -52,14 +52,14 @@ func Validate(entry []byte) error {
 		return fmt.Errorf("empty command")
 	}
 	typ := CommandType(entry[0])
-	v, ok := validators[typ&^IgnorableFlag]
+	e, ok := registry[typ&^IgnorableFlag]
 	if !ok {
 		if typ&IgnorableFlag != 0 {
 			return nil
 		}
 		return fmt.Errorf("unknown command type %d", typ)
 	}
-	return v(entry[1:])
+	return e.validate(entry[1:])
 }
 
 func validate[C any](body []byte) error {
@@ -68,17 +68,6 @@ func validate[C any](body []byte) error {
 		return fmt.Errorf("decode %T: %w", c, err)
 	}
 	return nil
-}
-
-var validators = map[CommandType]func([]byte) error{
-	CmdCreateVolume: validate[CreateVolume], CmdScheduleVolume: validate[ScheduleVolume],
-	CmdVolumeCreated: validate[VolumeCreated], CmdVolumeCreateFailed: validate[VolumeCreateFailed],
-	CmdUpdateVolume: validate[UpdateVolume], CmdDeleteVolume: validate[DeleteVolume],
-	CmdVolumeDeleted: validate[VolumeDeleted], CmdVolumeDeleteFailed: validate[VolumeDeleteFailed],
-	CmdCreateType: validate[CreateType], CmdUpdateType: validate[UpdateType], CmdDeleteType: validate[DeleteType],
-	CmdSetExtraSpecs: validate[SetExtraSpecs], CmdDeleteExtraSpec: validate[DeleteExtraSpec],
-	CmdSetQuota: validate[SetQuota], CmdDeleteQuota: validate[DeleteQuota],
-	CmdRegisterAgent: validate[RegisterAgent], CmdSetServiceState: validate[SetServiceState],
 }
 
 // decode wraps a typed apply method as a handler.
@@ -93,24 +82,49 @@ func decode[C any](fn func(s *State, c *C) *Error) handler {
 	}
 }
 
-var handlers = map[CommandType]handler{
-	CmdCreateVolume:       decode((*State).applyCreateVolume),
-	CmdScheduleVolume:     decode((*State).applyScheduleVolume),
-	CmdVolumeCreated:      decode((*State).applyVolumeCreated),
-	CmdVolumeCreateFailed: decode((*State).applyVolumeCreateFailed),
-	CmdUpdateVolume:       decode((*State).applyUpdateVolume),
-	CmdDeleteVolume:       decode((*State).applyDeleteVolume),
-	CmdVolumeDeleted:      decode((*State).applyVolumeDeleted),
-	CmdVolumeDeleteFailed: decode((*State).applyVolumeDeleteFailed),
-	CmdCreateType:         decode((*State).applyCreateType),
-	CmdUpdateType:         decode((*State).applyUpdateType),
-	CmdDeleteType:         decode((*State).applyDeleteType),
-	CmdSetExtraSpecs:      decode((*State).applySetExtraSpecs),
-	CmdDeleteExtraSpec:    decode((*State).applyDeleteExtraSpec),
-	CmdSetQuota:           decode((*State).applySetQuota),
-	CmdDeleteQuota:        decode((*State).applyDeleteQuota),
-	CmdRegisterAgent:      decode((*State).applyRegisterAgent),
-	CmdSetServiceState:    decode((*State).applySetServiceState),
+// registry maps each command type to its decoder+applier and validator.
+var registry = map[CommandType]entry{
+	CmdCreateVolume:         reg((*State).applyCreateVolume),
+	CmdScheduleVolume:       reg((*State).applyScheduleVolume),
+	CmdVolumeCreated:        reg((*State).applyVolumeCreated),
+	CmdVolumeCreateFailed:   reg((*State).applyVolumeCreateFailed),
+	CmdUpdateVolume:         reg((*State).applyUpdateVolume),
+	CmdDeleteVolume:         reg((*State).applyDeleteVolume),
+	CmdVolumeDeleted:        reg((*State).applyVolumeDeleted),
+	CmdVolumeDeleteFailed:   reg((*State).applyVolumeDeleteFailed),
+	CmdCreateType:           reg((*State).applyCreateType),
+	CmdUpdateType:           reg((*State).applyUpdateType),
+	CmdDeleteType:           reg((*State).applyDeleteType),
+	CmdSetExtraSpecs:        reg((*State).applySetExtraSpecs),
+	CmdDeleteExtraSpec:      reg((*State).applyDeleteExtraSpec),
+	CmdSetQuota:             reg((*State).applySetQuota),
+	CmdDeleteQuota:          reg((*State).applyDeleteQuota),
+	CmdRegisterAgent:        reg((*State).applyRegisterAgent),
+	CmdSetServiceState:      reg((*State).applySetServiceState),
+	CmdCreateSnapshot:       reg((*State).applyCreateSnapshot),
+	CmdSnapshotCreated:      reg((*State).applySnapshotCreated),
+	CmdSnapshotCreateFailed: reg((*State).applySnapshotCreateFailed),
+	CmdUpdateSnapshot:       reg((*State).applyUpdateSnapshot),
+	CmdDeleteSnapshot:       reg((*State).applyDeleteSnapshot),
+	CmdSnapshotDeleted:      reg((*State).applySnapshotDeleted),
+	CmdSnapshotDeleteFailed: reg((*State).applySnapshotDeleteFailed),
+	CmdSetSnapshotStatus:    reg((*State).applySetSnapshotStatus),
+	CmdExtendVolume:         reg((*State).applyExtendVolume),
+	CmdVolumeExtended:       reg((*State).applyVolumeExtended),
+	CmdVolumeExtendFailed:   reg((*State).applyVolumeExtendFailed),
+	CmdRevertVolume:         reg((*State).applyRevertVolume),
+	CmdVolumeReverted:       reg((*State).applyVolumeReverted),
+	CmdVolumeRevertFailed:   reg((*State).applyVolumeRevertFailed),
+}
+
+type entry struct {
+	apply    handler
+	validate func([]byte) error
+}
+
+// reg builds a registry entry from a typed apply method.
+func reg[C any](fn func(s *State, c *C) *Error) entry {
+	return entry{apply: decode(fn), validate: validate[C]}
 }
 
 func volumeNotFound(id string) *Error {
@@ -186,6 +200,9 @@ func (s *State) applyCreateVolume(c *CreateVolume) *Error {
 	if s.d.Types[v.TypeID] == nil {
 		return errorf(KindNotFound, "Volume type %s could not be found.", v.TypeID)
 	}
+	if err := s.checkSource(&v); err != nil {
+		return err
+	}
 	if err := s.checkVolumeQuota(v.ProjectID, v.TypeID, v.SizeGB); err != nil {
 		return err
 	}
@@ -202,6 +219,52 @@ func (s *State) applyCreateVolume(c *CreateVolume) *Error {
 	nv.TaskStartedAt = v.CreatedAt
 	s.put(nv)
 	return nil
+}
+
+// checkSource validates a volume's snapshot or source volume (Cinder's
+// create-from-source rules); the volume is later created on its pool.
+func (s *State) checkSource(v *Volume) *Error {
+	switch {
+	case v.SnapshotID != "" && v.SourceVolID != "":
+		return errorf(KindInvalid, "Invalid input received: a volume has one source: snapshot_id or source_volid, not both.")
+	case v.SnapshotID != "":
+		sn, err := s.ownSnapshot(v.SnapshotID, v.ProjectID)
+		if err != nil {
+			return err
+		}
+		if sn.Status != SnapAvailable {
+			return errorf(KindInvalid, "Invalid snapshot: Originating snapshot status must be one of 'available' values (status %s).", sn.Status)
+		}
+		if v.SizeGB < sn.SizeGB {
+			return errorf(KindInvalid, "Invalid input received: Volume size '%d' must be an integer and greater than 0 and not smaller than the snapshot size %dGB.", v.SizeGB, sn.SizeGB)
+		}
+	case v.SourceVolID != "":
+		src, err := s.ownVolume(v.SourceVolID, v.ProjectID)
+		if err != nil {
+			return err
+		}
+		if src.Status != StatusAvailable && src.Status != StatusInUse {
+			return errorf(KindInvalid, "Invalid volume: Source volume status must be available or in-use (status %s).", src.Status)
+		}
+		if v.SizeGB < src.SizeGB {
+			return errorf(KindInvalid, "Invalid input received: Volume size %dGB cannot be smaller than original volume size %dGB. They must be >= original volume size.", v.SizeGB, src.SizeGB)
+		}
+	}
+	return nil
+}
+
+// SourcePool is the pool a sourced volume must be created on ("" for a
+// blank volume or a source that no longer exists).
+func (s *State) SourcePool(v *Volume) string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if sn := s.d.Snapshots[v.SnapshotID]; v.SnapshotID != "" && sn != nil {
+		return sn.Pool
+	}
+	if src := s.d.Volumes[v.SourceVolID]; v.SourceVolID != "" && src != nil {
+		return src.Pool
+	}
+	return ""
 }
 
 // PlacementPool builds the placement view of a registered pool from Raft
@@ -360,6 +423,14 @@ func (s *State) applyDeleteVolume(c *DeleteVolume) *Error {
 	if v.Status == StatusDeleting {
 		return nil // already under way: DELETE is idempotent
 	}
+	if n := s.volSnaps[v.ID]; n > 0 {
+		if !c.Cascade {
+			return errorf(KindInvalid, "Invalid volume: Volume %s still has %d dependent snapshots.", v.ID, n)
+		}
+		if err := s.cascadeSnapshots(v.ID, c.Force, c.At); err != nil {
+			return err
+		}
+	}
 	if !c.Force && !slices.Contains(deletableStatuses, v.Status) {
 		return errorf(KindInvalid, "Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer. (status %s)", v.Status)
 	}
@@ -376,6 +447,30 @@ func (s *State) applyDeleteVolume(c *DeleteVolume) *Error {
 	return nil
 }
 
+// cascadeSnapshots moves every snapshot of a volume to deleting; without
+// force each must be available or error first. Called before any change.
+func (s *State) cascadeSnapshots(volumeID string, force bool, at time.Time) *Error {
+	var snaps []*Snapshot
+	for _, sn := range s.d.Snapshots {
+		if sn.VolumeID != volumeID {
+			continue
+		}
+		if !force && sn.Status != SnapAvailable && sn.Status != SnapError && sn.Status != SnapDeleting {
+			return errorf(KindInvalid, "Invalid volume: Snapshot %s of volume %s is %s; cascade delete needs available or error snapshots.", sn.ID, volumeID, sn.Status)
+		}
+		snaps = append(snaps, sn)
+	}
+	for _, sn := range snaps {
+		if sn.Status == SnapDeleting {
+			continue
+		}
+		n := cloneSnap(sn)
+		n.Status, n.TaskStartedAt, n.UpdatedAt = SnapDeleting, at, at
+		s.putSnap(n)
+	}
+	return nil
+}
+
 func (s *State) applyVolumeDeleted(c *VolumeDeleted) *Error {
 	v := s.d.Volumes[c.ID]
 	if v == nil {
@@ -383,6 +478,9 @@ func (s *State) applyVolumeDeleted(c *VolumeDeleted) *Error {
 	}
 	if v.Status != StatusDeleting {
 		return errorf(KindInvalid, "volume %s is %s, not deleting", c.ID, v.Status)
+	}
+	if n := s.volSnaps[c.ID]; n > 0 {
+		return errorf(KindInvalid, "volume %s still has %d snapshots", c.ID, n)
 	}
 	s.remove(c.ID)
 	return nil

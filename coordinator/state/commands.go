@@ -112,10 +112,12 @@ type UpdateVolume struct {
 // DeleteVolume starts a delete (status deleting), or removes at once a
 // volume that was never placed.
 type DeleteVolume struct {
-	ID        string    `json:"id"`
-	ProjectID string    `json:"project_id"`
-	Force     bool      `json:"force"`
-	At        time.Time `json:"at"`
+	ID        string `json:"id"`
+	ProjectID string `json:"project_id"`
+	Force     bool   `json:"force"`
+	// Cascade deletes the volume's snapshots too (?cascade=true).
+	Cascade bool      `json:"cascade,omitempty"`
+	At      time.Time `json:"at"`
 }
 
 // VolumeDeleted removes a volume and frees its quota and pool allocation.

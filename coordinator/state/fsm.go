@@ -37,22 +37,23 @@ func (f *FSM) Apply(l *raft.Log) any {
 
 // Snapshot captures the state cheaply: records are immutable, so copying
 // the maps of pointers under the read lock is enough; encoding happens in
-// Persist, outside the lock.
+// Persist, outside the lock. Every map of data must be copied here
+// (TestSnapshotCopiesEveryMap checks it).
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	s := f.State
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	d := data{
-		Volumes:  maps.Clone(s.d.Volumes),
-		Types:    maps.Clone(s.d.Types),
-		Quotas:   make(map[string]map[string]int64, len(s.d.Quotas)),
-		Defaults: maps.Clone(s.d.Defaults),
-		Pools:    maps.Clone(s.d.Pools),
-		Services: maps.Clone(s.d.Services),
-	}
+	d := s.d
+	d.Volumes = maps.Clone(s.d.Volumes)
+	d.Types = maps.Clone(s.d.Types)
+	d.Quotas = make(map[string]map[string]int64, len(s.d.Quotas))
 	for p, q := range s.d.Quotas {
 		d.Quotas[p] = maps.Clone(q)
 	}
+	d.Defaults = maps.Clone(s.d.Defaults)
+	d.Pools = maps.Clone(s.d.Pools)
+	d.Services = maps.Clone(s.d.Services)
+	d.Snapshots = maps.Clone(s.d.Snapshots)
 	return &snapshot{d: d, index: f.applied.Load()}, nil
 }
 

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
+	"reflect"
 	"slices"
+	"strings"
 )
 
 // Snapshot format.
@@ -28,12 +31,12 @@ import (
 //
 //	frame 0        snapshotMeta as JSON: every record but the volumes, and
 //	               how many volumes follow
-//	frames 1..n    one volume each, encoded by appendVolume
-//	                 (snapshot_volume.go)
+//	frames 1..n    one volume each, in ID order, encoded by appendVolume
+//	               (snapshot_volume.go)
 //
 // then an empty frame (a zero length) and the CRC-32C (Castagnoli,
 // big-endian) of the header line and every byte since, up to and including
-// that zero. Nothing follows.
+// that zero. Nothing follows. The same state always makes the same bytes.
 //
 // Volumes are streamed one at a time, so neither side holds more than one
 // encoded volume, and they have a compact hand-written encoding because they
@@ -66,14 +69,12 @@ func headerLine(index uint64) []byte {
 	return append(b, '\n')
 }
 
-// snapshotMeta is the first frame of a version 2 snapshot.
+// snapshotMeta is the first frame of a version 2 snapshot: data without its
+// volumes. Embedding data, rather than listing its fields, carries records
+// added to data later without a change here.
 type snapshotMeta struct {
-	VolumeCount int                         `json:"volume_count"`
-	Types       map[string]*VolumeType      `json:"types"`
-	Quotas      map[string]map[string]int64 `json:"quotas"`
-	Defaults    map[string]int64            `json:"quota_defaults"`
-	Pools       map[string]*Pool            `json:"pools"`
-	Services    map[string]*Service         `json:"services"`
+	VolumeCount int `json:"volume_count"`
+	data
 }
 
 // writeSnapshot writes d as a version 2 snapshot taken at index.
@@ -82,15 +83,18 @@ func writeSnapshot(w io.Writer, index uint64, d *data) error {
 	if err := fw.raw(headerLine(index)); err != nil {
 		return err
 	}
-	meta, err := json.Marshal(snapshotMeta{VolumeCount: len(d.Volumes), Types: d.Types, Quotas: d.Quotas,
-		Defaults: d.Defaults, Pools: d.Pools, Services: d.Services})
+	m := snapshotMeta{VolumeCount: len(d.Volumes), data: *d}
+	m.Volumes = nil
+	meta, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
 	if err := fw.frame(meta); err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
-	for _, v := range d.Volumes {
+	// In ID order, so that the same state always makes the same snapshot.
+	vols := slices.SortedFunc(maps.Values(d.Volumes), func(a, b *Volume) int { return strings.Compare(a.ID, b.ID) })
+	for _, v := range vols {
 		fw.buf = appendVolume(fw.buf[:0], v)
 		if err := fw.frame(fw.buf); err != nil {
 			return fmt.Errorf("volume %s: %w", v.ID, err)
@@ -183,6 +187,12 @@ func readFrames(r *bufio.Reader, crc uint32) (data, error) {
 	if err := json.Unmarshal(p, &meta); err != nil {
 		return data{}, fmt.Errorf("metadata: %w", err)
 	}
+	if meta.Volumes != nil {
+		return data{}, errors.New("metadata: volumes in the metadata frame")
+	}
+	if err := checkRecords(&meta.data); err != nil {
+		return data{}, fmt.Errorf("metadata: %w", err)
+	}
 	// The volumes are collected in a slice and the map is made once the
 	// checksum has been verified: a count read from the snapshot is not
 	// trusted for an allocation before that.
@@ -207,16 +217,13 @@ func readFrames(r *bufio.Reader, crc uint32) (data, error) {
 	if len(vols) != meta.VolumeCount {
 		return data{}, fmt.Errorf("%d volumes, metadata says %d", len(vols), meta.VolumeCount)
 	}
-	d := data{Volumes: make(map[string]*Volume, len(vols)), Types: meta.Types, Quotas: meta.Quotas,
-		Defaults: meta.Defaults, Pools: meta.Pools, Services: meta.Services}
+	d := meta.data
+	d.Volumes = make(map[string]*Volume, len(vols))
 	for _, v := range vols {
 		if _, dup := d.Volumes[v.ID]; dup {
 			return data{}, fmt.Errorf("volume %q appears twice", v.ID)
 		}
 		d.Volumes[v.ID] = v
-	}
-	if err := checkRecords(&d); err != nil {
-		return data{}, err
 	}
 	return d, nil
 }
@@ -284,27 +291,20 @@ func unexpectedEOF(err error) error {
 	return err
 }
 
-// checkRecords refuses null records, which no command creates and which
-// the derived indexes and readers do not expect.
+// checkRecords refuses null records (in any map of pointers in data), which
+// no command creates and which the derived indexes and readers do not
+// expect.
 func checkRecords(d *data) error {
-	for id, v := range d.Volumes {
-		if v == nil {
-			return fmt.Errorf("volume %q is null", id)
+	rv := reflect.ValueOf(d).Elem()
+	for i := range rv.NumField() {
+		f := rv.Field(i)
+		if f.Kind() != reflect.Map || f.Type().Elem().Kind() != reflect.Pointer {
+			continue
 		}
-	}
-	for id, t := range d.Types {
-		if t == nil {
-			return fmt.Errorf("volume type %q is null", id)
-		}
-	}
-	for name, p := range d.Pools {
-		if p == nil {
-			return fmt.Errorf("pool %q is null", name)
-		}
-	}
-	for key, s := range d.Services {
-		if s == nil {
-			return fmt.Errorf("service %q is null", key)
+		for it := f.MapRange(); it.Next(); {
+			if it.Value().IsNil() {
+				return fmt.Errorf("%s: %q is null", rv.Type().Field(i).Tag.Get("json"), it.Key())
+			}
 		}
 	}
 	return nil

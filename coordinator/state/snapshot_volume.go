@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -22,9 +23,9 @@ import (
 // Values: strings as their bytes; integers as zigzag varints; booleans as
 // one byte; times as time.Time.MarshalBinary (which keeps the zone offset);
 // string lists as a uvarint count then each string as uvarint length and
-// bytes; string maps likewise, key then value. Zero strings, integers,
-// booleans and times are left out; lists and maps are written when non-nil,
-// so nil and empty stay distinct.
+// bytes; string maps likewise, in key order, key then value. Zero strings,
+// integers, booleans and times are left out; lists and maps are written
+// when non-nil, so nil and empty stay distinct.
 const (
 	vfID = iota + 1
 	vfProjectID
@@ -49,6 +50,11 @@ const (
 	vfCreatedAt
 	vfUpdatedAt
 	vfTaskStartedAt
+	vfSnapshotID
+	vfSourceVolID
+	vfPreviousStatus
+	vfExtendToGB
+	vfRevertSnapshotID
 )
 
 // appendVolume appends the encoding of v to b.
@@ -76,6 +82,11 @@ func appendVolume(b []byte, v *Volume) []byte {
 	b = appendTimeField(b, vfCreatedAt, v.CreatedAt)
 	b = appendTimeField(b, vfUpdatedAt, v.UpdatedAt)
 	b = appendTimeField(b, vfTaskStartedAt, v.TaskStartedAt)
+	b = appendStringField(b, vfSnapshotID, v.SnapshotID)
+	b = appendStringField(b, vfSourceVolID, v.SourceVolID)
+	b = appendStringField(b, vfPreviousStatus, v.PreviousStatus)
+	b = appendIntField(b, vfExtendToGB, v.ExtendToGB)
+	b = appendStringField(b, vfRevertSnapshotID, v.RevertSnapshotID)
 	return b
 }
 
@@ -136,6 +147,16 @@ func decodeVolume(p []byte) (*Volume, error) {
 			v.UpdatedAt, err = val.time()
 		case vfTaskStartedAt:
 			v.TaskStartedAt, err = val.time()
+		case vfSnapshotID:
+			v.SnapshotID = val.s
+		case vfSourceVolID:
+			v.SourceVolID = val.s
+		case vfPreviousStatus:
+			v.PreviousStatus = val.s
+		case vfExtendToGB:
+			v.ExtendToGB, err = val.int()
+		case vfRevertSnapshotID:
+			v.RevertSnapshotID = val.s
 		}
 		if err != nil {
 			return nil, fmt.Errorf("field %d: %w", num, err)
@@ -201,18 +222,24 @@ func appendListField(b []byte, num int, l []string) []byte {
 	return b
 }
 
+// appendMapField writes the entries in key order, so that the same volume
+// always has the same encoding.
 func appendMapField(b []byte, num int, m map[string]string) []byte {
 	if m == nil {
 		return b
 	}
+	var arr [16]string
+	keys := arr[:0]
 	n := uvarintLen(uint64(len(m)))
 	for k, v := range m {
+		keys = append(keys, k)
 		n += uvarintLen(uint64(len(k))) + len(k) + uvarintLen(uint64(len(v))) + len(v)
 	}
+	slices.Sort(keys)
 	b = binary.AppendUvarint(appendHead(b, num, n), uint64(len(m)))
-	for k, v := range m {
+	for _, k := range keys {
 		b = append(binary.AppendUvarint(b, uint64(len(k))), k...)
-		b = append(binary.AppendUvarint(b, uint64(len(v))), v...)
+		b = append(binary.AppendUvarint(b, uint64(len(m[k]))), m[k]...)
 	}
 	return b
 }

@@ -47,12 +47,13 @@ type PoolUse struct {
 
 // data is everything that is snapshotted.
 type data struct {
-	Volumes  map[string]*Volume          `json:"volumes"`
-	Types    map[string]*VolumeType      `json:"types"`
-	Quotas   map[string]map[string]int64 `json:"quotas"` // project -> overrides
-	Defaults map[string]int64            `json:"quota_defaults"`
-	Pools    map[string]*Pool            `json:"pools"`
-	Services map[string]*Service         `json:"services"` // key binary/host
+	Volumes   map[string]*Volume          `json:"volumes"`
+	Types     map[string]*VolumeType      `json:"types"`
+	Quotas    map[string]map[string]int64 `json:"quotas"` // project -> overrides
+	Defaults  map[string]int64            `json:"quota_defaults"`
+	Pools     map[string]*Pool            `json:"pools"`
+	Services  map[string]*Service         `json:"services"` // key binary/host
+	Snapshots map[string]*Snapshot        `json:"snapshots"`
 }
 
 // State is the in-memory replicated state. Apply methods are called only by
@@ -64,6 +65,7 @@ type State struct {
 	usage    map[string]map[string]*Use // project -> resource key -> use
 	poolUse  map[string]*PoolUse
 	typeUses map[string]int // type ID -> live volumes
+	volSnaps map[string]int // volume ID -> live snapshots
 	// onChange, if set, is told the ID of every volume a command changed.
 	// It runs under the state lock and must not block.
 	onChange func(id string)
@@ -81,12 +83,13 @@ func (s *State) OnVolumeChange(fn func(id string)) {
 func New() *State {
 	s := &State{}
 	s.reset(data{
-		Volumes:  map[string]*Volume{},
-		Types:    map[string]*VolumeType{DefaultTypeID: defaultType()},
-		Quotas:   map[string]map[string]int64{},
-		Defaults: DefaultQuotas(),
-		Pools:    map[string]*Pool{},
-		Services: map[string]*Service{},
+		Volumes:   map[string]*Volume{},
+		Types:     map[string]*VolumeType{DefaultTypeID: defaultType()},
+		Quotas:    map[string]map[string]int64{},
+		Defaults:  DefaultQuotas(),
+		Pools:     map[string]*Pool{},
+		Services:  map[string]*Service{},
+		Snapshots: map[string]*Snapshot{},
 	})
 	return s
 }
@@ -116,12 +119,19 @@ func (s *State) reset(d data) {
 	if d.Services == nil {
 		d.Services = map[string]*Service{}
 	}
+	if d.Snapshots == nil {
+		d.Snapshots = map[string]*Snapshot{}
+	}
 	s.d = d
 	s.usage = map[string]map[string]*Use{}
 	s.poolUse = map[string]*PoolUse{}
 	s.typeUses = map[string]int{}
+	s.volSnaps = map[string]int{}
 	for _, v := range d.Volumes {
 		s.account(v, +1)
+	}
+	for _, sn := range d.Snapshots {
+		s.accountSnap(sn, +1)
 	}
 }
 
@@ -171,14 +181,63 @@ func (s *State) account(v *Volume, sign int64) {
 			}
 		}
 	}
+	// An extend in flight reserves the growth.
+	if grow := v.ExtendToGB - v.SizeGB; v.ConsumesQuota && v.Status == StatusExtending && grow > 0 {
+		for _, k := range []string{usageKey(QuotaGigabytes, ""), usageKey(QuotaGigabytes, v.TypeID)} {
+			s.use(v.ProjectID, k).Reserved += sign * grow
+		}
+	}
 	if v.Pool != "" {
 		pu := s.poolUse[v.Pool]
 		if pu == nil {
 			pu = &PoolUse{}
 			s.poolUse[v.Pool] = pu
 		}
-		pu.AllocatedGB += sign * v.SizeGB
+		pu.AllocatedGB += sign * max(v.SizeGB, v.ExtendToGB)
 		pu.Volumes += int(sign)
+	}
+}
+
+// accountSnap adds or removes a snapshot's quota usage (snapshots and
+// gigabytes, as Cinder counts snapshot sizes in the gigabytes quota).
+func (s *State) accountSnap(sn *Snapshot, sign int64) {
+	s.volSnaps[sn.VolumeID] += int(sign)
+	if !sn.ConsumesQuota {
+		return
+	}
+	add := func(key string, n int64) {
+		u := s.use(sn.ProjectID, key)
+		if sn.Status == SnapCreating {
+			u.Reserved += sign * n
+		} else {
+			u.InUse += sign * n
+		}
+	}
+	add(usageKey(QuotaSnapshots, ""), 1)
+	add(usageKey(QuotaSnapshots, sn.TypeID), 1)
+	add(usageKey(QuotaGigabytes, ""), sn.SizeGB)
+	add(usageKey(QuotaGigabytes, sn.TypeID), sn.SizeGB)
+}
+
+// putSnap replaces a snapshot record, keeping derived counters right.
+func (s *State) putSnap(sn *Snapshot) {
+	if old := s.d.Snapshots[sn.ID]; old != nil {
+		s.accountSnap(old, -1)
+	}
+	s.d.Snapshots[sn.ID] = sn
+	s.accountSnap(sn, +1)
+	if s.onChange != nil {
+		s.onChange(sn.ID)
+	}
+}
+
+func (s *State) removeSnap(id string) {
+	if old := s.d.Snapshots[id]; old != nil {
+		s.accountSnap(old, -1)
+		delete(s.d.Snapshots, id)
+		if s.onChange != nil {
+			s.onChange(id)
+		}
 	}
 }
 
@@ -240,14 +299,7 @@ func (s *State) Volumes(f VolumeFilter) []*Volume {
 		if f.Pool != "" && v.Pool != f.Pool {
 			continue
 		}
-		ok := true
-		for k, want := range f.Metadata {
-			if got, has := v.Metadata[k]; !has || got != want {
-				ok = false
-				break
-			}
-		}
-		if ok {
+		if hasMetadata(v.Metadata, f.Metadata) {
 			out = append(out, v)
 		}
 	}
@@ -260,12 +312,65 @@ func (s *State) TransitionalVolumes() []string {
 	defer s.mu.RUnlock()
 	var ids []string
 	for id, v := range s.d.Volumes {
-		if v.Status == StatusCreating || v.Status == StatusDeleting {
+		switch v.Status {
+		case StatusCreating, StatusDeleting, StatusExtending, StatusReverting:
+			ids = append(ids, id)
+		}
+	}
+	for id, sn := range s.d.Snapshots {
+		if sn.Status == SnapCreating || sn.Status == SnapDeleting {
 			ids = append(ids, id)
 		}
 	}
 	sort.Strings(ids)
 	return ids
+}
+
+// Snapshot returns a snapshot by ID (nil if absent). Do not modify it.
+func (s *State) Snapshot(id string) *Snapshot {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.d.Snapshots[id]
+}
+
+// SnapshotFilter selects snapshots for listing.
+type SnapshotFilter struct {
+	ProjectID string // "" = all projects
+	VolumeID  string
+	Name      string
+	Status    string
+	Metadata  map[string]string
+}
+
+// Snapshots returns the snapshots matching f, unsorted.
+func (s *State) Snapshots(f SnapshotFilter) []*Snapshot {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*Snapshot
+	for _, sn := range s.d.Snapshots {
+		if (f.ProjectID != "" && sn.ProjectID != f.ProjectID) || (f.VolumeID != "" && sn.VolumeID != f.VolumeID) ||
+			(f.Name != "" && sn.Name != f.Name) || (f.Status != "" && sn.Status != f.Status) || !hasMetadata(sn.Metadata, f.Metadata) {
+			continue
+		}
+		out = append(out, sn)
+	}
+	return out
+}
+
+// VolumeSnapshotCount is how many snapshots a volume has.
+func (s *State) VolumeSnapshotCount(volumeID string) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.volSnaps[volumeID]
+}
+
+func hasMetadata(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
 
 // Type returns a volume type by ID (nil if absent).

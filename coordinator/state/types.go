@@ -18,6 +18,19 @@ const (
 	StatusError         = "error"
 	StatusErrorDeleting = "error_deleting"
 	StatusInUse         = "in-use"
+	StatusExtending     = "extending"
+	StatusErrorExtend   = "error_extending"
+	StatusReverting     = "reverting"
+)
+
+// Snapshot statuses (Cinder's SnapshotStatus values used so far).
+const (
+	SnapCreating      = "creating"
+	SnapAvailable     = "available"
+	SnapDeleting      = "deleting"
+	SnapError         = "error"
+	SnapErrorDeleting = "error_deleting"
+	SnapRestoring     = "restoring"
 )
 
 // Attach statuses.
@@ -42,6 +55,17 @@ type Volume struct {
 	Bootable     bool              `json:"bootable"`
 	Multiattach  bool              `json:"multiattach"`
 	Hints        Hints             `json:"hints,omitempty"`
+	// SnapshotID / SourceVolID name the source of a volume created from a
+	// snapshot or cloned from a volume; it is created on the source's pool.
+	SnapshotID  string `json:"snapshot_id,omitempty"`
+	SourceVolID string `json:"source_volid,omitempty"`
+	// PreviousStatus is the status to return to after extending.
+	PreviousStatus string `json:"previous_status,omitempty"`
+	// ExtendToGB is the target size while extending; the difference to
+	// SizeGB is reserved quota and pool allocation until the extend ends.
+	ExtendToGB int64 `json:"extend_to_gb,omitempty"`
+	// RevertSnapshotID is the snapshot a reverting volume is restored from.
+	RevertSnapshotID string `json:"revert_snapshot_id,omitempty"`
 
 	// Pool is the full pool name ("agent@backend#pool") the volume is placed
 	// on; empty until scheduled. A volume with a Pool counts in the pool's
@@ -61,6 +85,28 @@ type Volume struct {
 	// TaskStartedAt is when the current transitional status began; the
 	// leader's reconcile loop fails tasks that exceed their deadline.
 	TaskStartedAt time.Time `json:"task_started_at"`
+}
+
+// Snapshot is a point-in-time copy of a volume, held on the volume's pool.
+type Snapshot struct {
+	ID               string            `json:"id"`
+	VolumeID         string            `json:"volume_id"`
+	ProjectID        string            `json:"project_id"`
+	UserID           string            `json:"user_id"`
+	Name             string            `json:"name"`
+	Description      string            `json:"description"`
+	SizeGB           int64             `json:"size"`
+	Status           string            `json:"status"`
+	Progress         string            `json:"progress"`
+	Metadata         map[string]string `json:"metadata"`
+	Pool             string            `json:"pool"`
+	TypeID           string            `json:"volume_type_id"`
+	ProviderLocation string            `json:"provider_location,omitempty"`
+	ConsumesQuota    bool              `json:"consumes_quota"`
+	ErrorMessage     string            `json:"error_message,omitempty"`
+	CreatedAt        time.Time         `json:"created_at"`
+	UpdatedAt        time.Time         `json:"updated_at"`
+	TaskStartedAt    time.Time         `json:"task_started_at"`
 }
 
 // Hints are scheduler hints resolved at create time.

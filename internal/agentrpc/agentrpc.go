@@ -1,14 +1,28 @@
 // Package agentrpc is the wire format of the agent's HTTP RPC endpoint and
 // the client the coordinator uses to call it. Requests are JSON, idempotent
-// by volume ID, and carry X-Request-Id so both sides log the same ID.
+// by volume or snapshot ID, and carry X-Request-Id so both sides log the
+// same ID.
 //
-//	GET    /v1/pools                          -> Report
-//	GET    /v1/pools/{pool}/volumes           -> VolumeList
-//	PUT    /v1/pools/{pool}/volumes/{id}      CreateRequest -> VolumeResponse
-//	DELETE /v1/pools/{pool}/volumes/{id}      -> 204
+//	GET    /v1/pools                               -> Report
+//	GET    /v1/pools/{pool}/volumes                -> VolumeList
+//	PUT    /v1/pools/{pool}/volumes/{id}           CreateRequest -> VolumeResponse
+//	DELETE /v1/pools/{pool}/volumes/{id}           -> 204
+//	POST   /v1/pools/{pool}/volumes/{id}/extend    ExtendRequest -> 204
+//	POST   /v1/pools/{pool}/volumes/{id}/revert    RevertRequest -> 204
+//	POST   /v1/pools/{pool}/volumes/{id}/export    ConnectorRequest -> ConnectionResponse
+//	POST   /v1/pools/{pool}/volumes/{id}/unexport  ConnectorRequest -> 204
+//	GET    /v1/pools/{pool}/snapshots              -> SnapshotList
+//	PUT    /v1/pools/{pool}/snapshots/{id}         SnapshotRequest -> SnapshotResponse
+//	DELETE /v1/pools/{pool}/snapshots/{id}         -> 204
+//
+// A create with snapshot_id or source_volume_id copies that source, which
+// must be on the same pool. Request bodies are decoded strictly (unknown
+// fields are refused) and bounded to MaxRequestBytes.
 //
 // Errors are {"error":{"code":..., "message":...}} with an HTTP status; a
 // status response from the agent is definite: the operation did not happen.
+// A mutating operation the agent has started runs to its end even if the
+// caller stops waiting, so a retry after a timeout finds it done.
 package agentrpc
 
 import (
@@ -28,6 +42,14 @@ import (
 // RequestIDHeader carries the request ID between coordinator and agent.
 const RequestIDHeader = "X-Request-Id"
 
+// MaxRequestBytes bounds a request body.
+const MaxRequestBytes = 1 << 16
+
+// CapabilityOnlineExtend is the pool capability (in storage.PoolInfo's
+// Capabilities, value "True" or "False") that says an attached (in-use)
+// volume can be extended, as Cinder drivers report online_extend_support.
+const CapabilityOnlineExtend = "online_extend_support"
+
 // PoolReport is one pool's facts and capacity.
 type PoolReport struct {
 	Info  storage.PoolInfo  `json:"info"`
@@ -43,9 +65,13 @@ type Report struct {
 	Pools []PoolReport `json:"pools"`
 }
 
-// CreateRequest asks for a blank volume.
+// CreateRequest asks for a volume of SizeGB: blank, or holding the data of
+// snapshot SnapshotID or of volume SourceVolumeID (at most one source; it
+// must be on the same pool, and SizeGB at least its size).
 type CreateRequest struct {
-	SizeGB int64 `json:"size_gb"`
+	SizeGB         int64  `json:"size_gb"`
+	SnapshotID     string `json:"snapshot_id,omitempty"`
+	SourceVolumeID string `json:"source_volume_id,omitempty"`
 }
 
 // VolumeResponse returns a volume.
@@ -58,14 +84,68 @@ type VolumeList struct {
 	Volumes []storage.Volume `json:"volumes"`
 }
 
+// ExtendRequest grows a volume to NewSizeGB (never shrinks it).
+type ExtendRequest struct {
+	NewSizeGB int64 `json:"new_size_gb"`
+}
+
+// RevertRequest restores a volume to the data of its snapshot SnapshotID.
+type RevertRequest struct {
+	SnapshotID string `json:"snapshot_id"`
+}
+
+// ConnectorRequest names the host an export is for. Export requires the
+// connector; for unexport it may be omitted, meaning every export of the
+// volume (Cinder's terminate_connection without a connector).
+type ConnectorRequest struct {
+	Connector *storage.Connector `json:"connector,omitempty"`
+}
+
+// ConnectionResponse returns Cinder's connection_info for an export. For a
+// pool that is only reachable on the agent's host (driver_volume_type
+// "local"), data carries "host": the agent's name.
+type ConnectionResponse struct {
+	ConnectionInfo storage.ConnectionInfo `json:"connection_info"`
+}
+
+// SnapshotRequest asks for a snapshot of volume VolumeID.
+type SnapshotRequest struct {
+	VolumeID string `json:"volume_id"`
+}
+
+// SnapshotResponse returns a snapshot.
+type SnapshotResponse struct {
+	Snapshot storage.Snapshot `json:"snapshot"`
+}
+
+// SnapshotList lists snapshots held by a pool.
+type SnapshotList struct {
+	Snapshots []storage.Snapshot `json:"snapshots"`
+}
+
 // Error codes.
 const (
-	CodeInvalid  = "invalid"
+	// CodeInvalid: a malformed request (bad ID, size, body; shrinking; a
+	// snapshot of another volume). HTTP 400.
+	CodeInvalid = "invalid"
+	// CodeNotFound: the pool, or the volume or snapshot the path names, does
+	// not exist. HTTP 404.
 	CodeNotFound = "not_found"
-	CodeExists   = "exists"
-	CodeNoSpace  = "no_space"
+	// CodeSourceNotFound: the snapshot or volume the operation reads from (a
+	// create's source, a snapshot's volume) does not exist on the pool.
+	// HTTP 404.
+	CodeSourceNotFound = "source_not_found"
+	// CodeExists: the ID exists with other properties. HTTP 409.
+	CodeExists = "exists"
+	// CodeNoSpace: the pool cannot hold it. HTTP 507.
+	CodeNoSpace = "no_space"
+	// CodeInternal: anything else. HTTP 500.
 	CodeInternal = "internal"
 )
+
+// ErrSourceNotFound is what CodeSourceNotFound maps to; it wraps
+// storage.ErrNotFound, so callers that only ask "not found?" still match.
+var ErrSourceNotFound = fmt.Errorf("source %w", storage.ErrNotFound)
 
 // ErrorBody is the error envelope.
 type ErrorBody struct {
@@ -91,6 +171,8 @@ func (e *Error) Unwrap() error {
 	switch e.Code {
 	case CodeInvalid:
 		return storage.ErrInvalid
+	case CodeSourceNotFound:
+		return ErrSourceNotFound
 	case CodeNotFound:
 		return storage.ErrNotFound
 	case CodeExists:
@@ -113,6 +195,8 @@ func CodeFor(err error) (string, int) {
 	switch {
 	case errors.Is(err, storage.ErrInvalid):
 		return CodeInvalid, http.StatusBadRequest
+	case errors.Is(err, ErrSourceNotFound):
+		return CodeSourceNotFound, http.StatusNotFound
 	case errors.Is(err, storage.ErrNotFound):
 		return CodeNotFound, http.StatusNotFound
 	case errors.Is(err, storage.ErrExists):
@@ -155,7 +239,13 @@ func (c *Client) do(ctx context.Context, method, addr, path string, in, out any)
 		}
 		body = bytes.NewReader(b)
 	}
-	u := url.URL{Scheme: "http", Host: addr, Path: path}
+	// path is already escaped (volumePath); keep it as sent, so an ID is
+	// never re-escaped or split into path segments.
+	unescaped, err := url.PathUnescape(path)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	u := url.URL{Scheme: "http", Host: addr, Path: unescaped, RawPath: path}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)
@@ -195,16 +285,32 @@ func (c *Client) Report(ctx context.Context, addr string) (Report, error) {
 	return r, err
 }
 
+func volumePath(pool, id string) string {
+	return "/v1/pools/" + url.PathEscape(pool) + "/volumes/" + url.PathEscape(id)
+}
+
+func snapshotPath(pool, id string) string {
+	return "/v1/pools/" + url.PathEscape(pool) + "/snapshots/" + url.PathEscape(id)
+}
+
 // CreateVolume creates (idempotently) a blank volume on a pool.
 func (c *Client) CreateVolume(ctx context.Context, addr, pool, id string, sizeGB int64) (storage.Volume, error) {
+	return c.CreateVolumeFrom(ctx, addr, pool, id, sizeGB, "", "")
+}
+
+// CreateVolumeFrom creates (idempotently) volume id of sizeGB on a pool:
+// a copy of snapshot snapshotID or of volume sourceVolumeID on the same
+// pool, or blank when both are empty. A missing source is ErrSourceNotFound.
+func (c *Client) CreateVolumeFrom(ctx context.Context, addr, pool, id string, sizeGB int64, snapshotID, sourceVolumeID string) (storage.Volume, error) {
 	var r VolumeResponse
-	err := c.do(ctx, http.MethodPut, addr, "/v1/pools/"+url.PathEscape(pool)+"/volumes/"+url.PathEscape(id), CreateRequest{SizeGB: sizeGB}, &r)
+	req := CreateRequest{SizeGB: sizeGB, SnapshotID: snapshotID, SourceVolumeID: sourceVolumeID}
+	err := c.do(ctx, http.MethodPut, addr, volumePath(pool, id), req, &r)
 	return r.Volume, err
 }
 
 // DeleteVolume deletes (idempotently) a volume from a pool.
 func (c *Client) DeleteVolume(ctx context.Context, addr, pool, id string) error {
-	return c.do(ctx, http.MethodDelete, addr, "/v1/pools/"+url.PathEscape(pool)+"/volumes/"+url.PathEscape(id), nil, nil)
+	return c.do(ctx, http.MethodDelete, addr, volumePath(pool, id), nil, nil)
 }
 
 // ListVolumes lists the volumes a pool holds.
@@ -212,4 +318,55 @@ func (c *Client) ListVolumes(ctx context.Context, addr, pool string) ([]storage.
 	var r VolumeList
 	err := c.do(ctx, http.MethodGet, addr, "/v1/pools/"+url.PathEscape(pool)+"/volumes", nil, &r)
 	return r.Volumes, err
+}
+
+// ExtendVolume grows (idempotently) a volume to newSizeGB; a smaller size
+// than the volume's is storage.ErrInvalid.
+func (c *Client) ExtendVolume(ctx context.Context, addr, pool, id string, newSizeGB int64) error {
+	return c.do(ctx, http.MethodPost, addr, volumePath(pool, id)+"/extend", ExtendRequest{NewSizeGB: newSizeGB}, nil)
+}
+
+// RevertToSnapshot restores volume id to the data of its snapshot
+// snapshotID; the volume keeps its size.
+func (c *Client) RevertToSnapshot(ctx context.Context, addr, pool, id, snapshotID string) error {
+	return c.do(ctx, http.MethodPost, addr, volumePath(pool, id)+"/revert", RevertRequest{SnapshotID: snapshotID}, nil)
+}
+
+// ExportVolume exports (idempotently) a volume for connector and returns
+// its connection_info.
+func (c *Client) ExportVolume(ctx context.Context, addr, pool, id string, connector storage.Connector) (storage.ConnectionInfo, error) {
+	var r ConnectionResponse
+	err := c.do(ctx, http.MethodPost, addr, volumePath(pool, id)+"/export", ConnectorRequest{Connector: &connector}, &r)
+	return r.ConnectionInfo, err
+}
+
+// UnexportVolume removes (idempotently) a volume's export for connector; a
+// zero connector removes every export of the volume.
+func (c *Client) UnexportVolume(ctx context.Context, addr, pool, id string, connector storage.Connector) error {
+	req := ConnectorRequest{}
+	if connector != (storage.Connector{}) {
+		req.Connector = &connector
+	}
+	return c.do(ctx, http.MethodPost, addr, volumePath(pool, id)+"/unexport", req, nil)
+}
+
+// CreateSnapshot creates (idempotently) snapshot snapshotID of volume
+// volumeID on a pool. A missing volume is ErrSourceNotFound; the snapshot ID
+// taken by a snapshot of another volume is storage.ErrExists.
+func (c *Client) CreateSnapshot(ctx context.Context, addr, pool, snapshotID, volumeID string) (storage.Snapshot, error) {
+	var r SnapshotResponse
+	err := c.do(ctx, http.MethodPut, addr, snapshotPath(pool, snapshotID), SnapshotRequest{VolumeID: volumeID}, &r)
+	return r.Snapshot, err
+}
+
+// DeleteSnapshot deletes (idempotently) a snapshot from a pool.
+func (c *Client) DeleteSnapshot(ctx context.Context, addr, pool, snapshotID string) error {
+	return c.do(ctx, http.MethodDelete, addr, snapshotPath(pool, snapshotID), nil, nil)
+}
+
+// ListSnapshots lists the snapshots a pool holds.
+func (c *Client) ListSnapshots(ctx context.Context, addr, pool string) ([]storage.Snapshot, error) {
+	var r SnapshotList
+	err := c.do(ctx, http.MethodGet, addr, "/v1/pools/"+url.PathEscape(pool)+"/snapshots", nil, &r)
+	return r.Snapshots, err
 }

@@ -132,3 +132,30 @@ func ValidateName(what, name string) error {
 	}
 	return nil
 }
+
+// Snapshot is a point-in-time copy of a volume held by a driver.
+type Snapshot struct {
+	ID        string `json:"id"`
+	VolumeID  string `json:"volume_id"`
+	SizeBytes int64  `json:"size_bytes"`
+	Location  string `json:"location"`
+}
+
+// Connector describes the host that wants to attach a volume (os-brick's
+// connector dict as Nova and other consumers send it). Drivers use the
+// fields their protocol needs; all are optional.
+type Connector struct {
+	Host      string `json:"host,omitempty"`
+	IP        string `json:"ip,omitempty"`
+	Initiator string `json:"initiator,omitempty"`
+	Multipath bool   `json:"multipath,omitempty"`
+	Platform  string `json:"platform,omitempty"`
+	OSType    string `json:"os_type,omitempty"`
+}
+
+// ConnectionInfo is Cinder's connection_info: how a consumer reaches an
+// exported volume. Data is protocol specific (for "local": device_path).
+type ConnectionInfo struct {
+	DriverVolumeType string         `json:"driver_volume_type"`
+	Data             map[string]any `json:"data"`
+}

@@ -1,0 +1,66 @@
+package nfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/kilnstore/kiln/internal/storage"
+)
+
+// DriverVolumeTypeLocal is the driver_volume_type of a local-directory
+// pool's connection info: os-brick's LocalConnector, which opens
+// data.device_path on the host it runs on.
+const DriverVolumeTypeLocal = "local"
+
+// ExportVolume returns the connection info of volume id. A local-directory
+// pool exports nothing: the volume is its file, reachable only on the
+// agent's host, so the connection info is Cinder's "local" type with the
+// file's absolute path as device_path, the same for every connector. It is
+// idempotent; a missing volume wraps storage.ErrNotFound.
+func (d *Driver) ExportVolume(ctx context.Context, id string, _ storage.Connector) (storage.ConnectionInfo, error) {
+	if err := storage.ValidateID(id); err != nil {
+		return storage.ConnectionInfo{}, fmt.Errorf("nfs: export volume: %w", err)
+	}
+	fail := func(err error) (storage.ConnectionInfo, error) {
+		return storage.ConnectionInfo{}, fmt.Errorf("nfs: export volume %s in pool %q: %w", id, d.cfg.Name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	unlock, err := d.ids.lock(ctx, volKey(id))
+	if err != nil {
+		return fail(err)
+	}
+	defer unlock()
+
+	path := d.path(id)
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fail(fmt.Errorf("volume %s does not exist: %w", id, storage.ErrNotFound))
+	case err != nil:
+		return fail(err)
+	case !fi.Mode().IsRegular():
+		return fail(fmt.Errorf("%s is not a regular file (mode %s)", path, fi.Mode()))
+	}
+	return storage.ConnectionInfo{
+		DriverVolumeType: DriverVolumeTypeLocal,
+		Data:             map[string]any{"device_path": path},
+	}, nil
+}
+
+// UnexportVolume undoes ExportVolume: a local-directory pool has no export
+// to remove, so it only validates the ID. It succeeds for a volume that is
+// missing or was never exported.
+func (d *Driver) UnexportVolume(ctx context.Context, id string, _ storage.Connector) error {
+	if err := storage.ValidateID(id); err != nil {
+		return fmt.Errorf("nfs: unexport volume: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("nfs: unexport volume %s in pool %q: %w", id, d.cfg.Name, err)
+	}
+	return nil
+}
