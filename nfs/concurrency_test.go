@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/kilnstore/kiln/internal/storage"
 	"github.com/kilnstore/kiln/nfs"
@@ -519,4 +520,69 @@ func TestThickConcurrentLifecycleNeverExceedsCapacity(t *testing.T) {
 		t.Errorf("temp files left: %q", tmp)
 	}
 	t.Logf("%d done, %d refused", done.Load(), refused.Load())
+}
+
+// TestThickConcurrentCopiesFillPoolExactly runs exactly as many creates,
+// clones and snapshots of 1 GiB as a thick pool has room for, from several
+// workers, so that operations keep arriving while others finish: every one
+// must succeed, and the pool is then full. Each file lingers a moment
+// between appearing and giving its claim back; a free-space check that saw
+// it then would count it twice and refuse an operation that fits.
+func TestThickConcurrentCopiesFillPoolExactly(t *testing.T) {
+	const (
+		capGiB  = 16
+		sources = 4
+		ops     = capGiB - sources
+		workers = 6
+	)
+	ctx := context.Background()
+	requireAvail(t, t.TempDir(), (capGiB+4)*gib)
+	d, dir := newDriver(t, func(c *nfs.Config) { c.Provisioning = "thick"; c.CapacityGB = capGiB })
+	nfs.SetPublished(d, func() { time.Sleep(5 * time.Millisecond) })
+	for i := range sources {
+		src, err := d.CreateVolume(ctx, volID(i), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeMarks(t, src.Location, marksFor(byte(9+i), gib))
+	}
+
+	queue := make(chan int, ops)
+	for n := 1; n <= ops; n++ {
+		queue <- n
+	}
+	close(queue)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range queue {
+				// Copies of one source serialize on its lock; spread them.
+				src := volID(n % sources)
+				var err error
+				switch n % 3 {
+				case 0:
+					_, err = d.CreateSnapshot(ctx, snapID(n), src)
+				case 1:
+					_, err = d.CloneVolume(ctx, volID(100+n), src, 1)
+				default:
+					_, err = d.CreateVolume(ctx, volID(100+n), 1)
+				}
+				if err != nil {
+					t.Errorf("operation %d of %d, which fits: %v", n, ops, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if st, err := d.Stats(ctx); err != nil || st.FreeGB != 0 {
+		t.Errorf("Stats = %+v, %v; want a full pool", st, err)
+	}
+	if _, err := d.CloneVolume(ctx, volID(200), volID(0), 1); !errors.Is(err, storage.ErrNoSpace) {
+		t.Errorf("clone into the full pool: err = %v, want ErrNoSpace", err)
+	}
+	if tmp := leftovers(t, dir); len(tmp) != 0 {
+		t.Errorf("temp files left: %q", tmp)
+	}
 }

@@ -101,12 +101,14 @@
 // share one, even with the same UUID). An operation on two objects (a clone
 // and its source, a volume and its snapshot) takes both locks in a fixed
 // order, so two such operations can never deadlock; operations on unrelated
-// objects run in parallel. In thick mode the free-space check and the
-// reservation of the space hold a pool-wide lock only briefly: the space is
-// counted as used from the check until the file exists, so concurrent
-// operations can never provision past the capacity while long copies run in
-// parallel. These locks are in-process: a directory must be owned by
-// exactly one Driver.
+// objects run in parallel. In thick mode an operation that builds a file
+// checks the free space and claims it under a pool-wide lock, then copies
+// without it; the claim counts as used until the file is renamed into
+// place, and the rename and the release of the claim are again one step
+// under the lock, so concurrent operations can never provision past the
+// capacity nor be refused space that is free. An extend checks and grows the
+// file under the lock. These locks are in-process: a directory must be owned
+// by exactly one Driver.
 //
 // IDs are checked with storage.ValidateID and sizes with
 // storage.ValidateSize before any path is built or any file is touched.

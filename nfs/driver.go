@@ -57,6 +57,9 @@ type Driver struct {
 	reserved atomic.Int64
 
 	fsStat func(dir string) (fsUsage, error) // statfs; replaced in tests
+	// published, if set, runs after a thick pool's file is renamed into
+	// place and before its claim is given back (tests widen the window).
+	published func()
 }
 
 // New validates cfg (errors wrap storage.ErrInvalid), applies defaults and
@@ -396,6 +399,9 @@ func (r *reservation) commit(publish func() error) error {
 	_ = r.d.pool.lock(context.Background()) // held briefly by everyone
 	defer r.d.pool.unlock()
 	err := publish()
+	if r.d.published != nil {
+		r.d.published()
+	}
 	r.release()
 	return err
 }

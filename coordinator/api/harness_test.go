@@ -114,7 +114,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 		Pools: []storage.PoolInfo{{
 			Name: "local", Backend: "nfs", Driver: "nfs", DriverVersion: "1.2.3", Protocol: "nfs",
 			ThinProvisioning: true, ReservedPercentage: 5, MaxOverSubscriptionRatio: "2.0",
-			Capabilities: map[string]string{"custom_flag": "yes", "multiattach": "True"},
+			Capabilities: map[string]string{"custom_flag": "yes", "multiattach": "True", "online_extend_support": "True"},
 		}}})
 	h.mustApply(state.RegisterAgent{Agent: "agent2", Zone: "az2", RPCAddr: "127.0.0.1:2", At: at,
 		Pools: []storage.PoolInfo{{

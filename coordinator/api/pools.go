@@ -52,7 +52,7 @@ func capacityValue(known bool, kind storage.CapacityKind, gb float64) any {
 // (gophercloud's schedulerstats.Capabilities); a pool's string values for
 // them are converted.
 var typedCapabilities = map[string]string{
-	"multiattach": "bool", "sparse_copy_volume": "bool", "QoS_support": "bool",
+	"multiattach": "bool", "sparse_copy_volume": "bool", "QoS_support": "bool", "online_extend_support": "bool",
 	"thin_provisioning_support": "bool", "thick_provisioning_support": "bool",
 	"total_volumes": "int", "reserved_percentage": "int",
 }

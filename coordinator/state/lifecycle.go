@@ -426,7 +426,7 @@ func (s *State) applyExtendVolume(c *ExtendVolume) *Error {
 	}
 	switch {
 	case v.Status == StatusAvailable:
-	case v.Status == StatusInUse && c.AllowInUse:
+	case v.Status == StatusInUse && c.AllowInUse && s.onlineExtend(v.Pool):
 	default:
 		return errorf(KindInvalid, "Invalid volume: Volume %s status must be available or in-use (microversion 3.42 or later, on a backend that extends attached volumes), but current status is: %s.", v.ID, v.Status)
 	}
@@ -464,6 +464,27 @@ func (s *State) applyExtendVolume(c *ExtendVolume) *Error {
 	touch(nv, c.At)
 	s.put(nv)
 	return nil
+}
+
+// onlineExtend reports whether a pool's driver extends attached volumes
+// (Cinder's online_extend_support capability).
+func (s *State) onlineExtend(pool string) bool {
+	p := s.d.Pools[pool]
+	if p == nil {
+		return false
+	}
+	b, ok := boolCapability(p.Info.Capabilities["online_extend_support"])
+	return ok && b
+}
+
+func boolCapability(v string) (bool, bool) {
+	switch v {
+	case "True", "true", "1", "yes":
+		return true, true
+	case "False", "false", "0", "no":
+		return false, true
+	}
+	return false, false
 }
 
 func (s *State) volIn(id string, status string) (*Volume, *Error) {

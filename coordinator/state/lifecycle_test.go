@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/kilnstore/kiln/internal/storage"
 )
 
 func sid(n int) string { return fmt.Sprintf("5a000000-0000-4000-8000-%012d", n) }
@@ -238,5 +240,17 @@ func TestCreateFromSourceRules(t *testing.T) {
 	other.SourceVolID = vid(1)
 	if err := apply(t, s, CreateVolume{Volume: other}); err == nil || err.Kind != KindNotFound {
 		t.Fatalf("another project's source: %v", err)
+	}
+}
+
+func TestInUseExtendNeedsOnlineExtendSupport(t *testing.T) {
+	s := New()
+	mustApply(t, s, RegisterAgent{Agent: "a2", Zone: "nova", At: t0, Pools: []storage.PoolInfo{{
+		Name: "vg", Backend: "lvm", ThickProvisioning: true, MaxOverSubscriptionRatio: "1.0"}}})
+	pool := PoolName("a2", "lvm", "vg")
+	availableVolume(t, s, 1, "p", pool, 1)
+	setVolumeStatus(s, vid(1), StatusInUse)
+	if err := apply(t, s, ExtendVolume{ID: vid(1), ProjectID: "p", NewSizeGB: 2, AllowInUse: true}); err == nil || err.Kind != KindInvalid {
+		t.Fatalf("in-use extend on a pool without online_extend_support: %v", err)
 	}
 }

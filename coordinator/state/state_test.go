@@ -47,7 +47,7 @@ func registerPool(t *testing.T, s *State, agent string, thin bool) string {
 	t.Helper()
 	mustApply(t, s, RegisterAgent{Agent: agent, Zone: "nova", RPCAddr: "127.0.0.1:1", At: t0, Pools: []storage.PoolInfo{{
 		Name: "local", Backend: "local", Driver: "nfs", Protocol: "local", ThinProvisioning: thin, ThickProvisioning: !thin,
-		MaxOverSubscriptionRatio: "20.0",
+		MaxOverSubscriptionRatio: "20.0", Capabilities: map[string]string{"online_extend_support": "True"},
 	}}})
 	return PoolName(agent, "local", "local")
 }
