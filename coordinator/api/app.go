@@ -21,9 +21,18 @@
 //     any type the request names (Cinder refuses a type whose backend
 //     differs).
 //   - Volume and snapshot actions Cinder has but Kiln does not serve yet
-//     (os-attach, os-reset_status on volumes, os-unmanage, ...) answer 501
+//     (os-attach, os-retype, os-unmanage, ...) answer 501
 //     notImplemented once the resource is found. Like Cinder, an unknown
 //     action is a 400 and an action above the request's microversion a 404.
+//   - Volume os-reset_status to in-use is refused (400) because Kiln has
+//     no attachments yet, as Cinder refuses it for a volume without any.
+//   - os-update_readonly_flag is kept as a volume field (Cinder's admin
+//     metadata "readonly"); it is not shown in the volume's metadata.
+//   - volume_image_metadata is shown in a volume's detail view when the
+//     volume has image metadata (Cinder adds it to every volume of a list
+//     once any volume has some).
+//   - QoS spec values must be strings or numbers (Cinder stores str() of
+//     any JSON value).
 //   - os-update_snapshot_status with a progress that is neither a string
 //     nor false-like is a 400 (Cinder fails with a 500).
 //   - GET limits reports unlimited (-1) maxima as 2147483647 and counts
@@ -209,6 +218,7 @@ func Register(app *fiber.App, b Backend, opts Options) {
 func (s *server) routes() {
 	s.handle(fiber.MethodGet, "/volumes", s.listVolumes)
 	s.handle(fiber.MethodGet, "/volumes/detail", s.listVolumesDetail)
+	s.handle(fiber.MethodGet, "/volumes/summary", s.showVolumeSummary)
 	s.handle(fiber.MethodPost, "/volumes", s.createVolume)
 	s.handle(fiber.MethodGet, "/volumes/:id", s.showVolume)
 	s.handle(fiber.MethodPut, "/volumes/:id", s.updateVolume)
@@ -236,6 +246,17 @@ func (s *server) routes() {
 	s.handle(fiber.MethodGet, "/types/:id/extra_specs/:key", s.showExtraSpec)
 	s.handle(fiber.MethodPut, "/types/:id/extra_specs/:key", s.updateExtraSpec)
 	s.handle(fiber.MethodDelete, "/types/:id/extra_specs/:key", s.deleteExtraSpec)
+
+	s.handle(fiber.MethodGet, "/qos-specs", s.listQoS)
+	s.handle(fiber.MethodPost, "/qos-specs", s.createQoS)
+	s.handle(fiber.MethodGet, "/qos-specs/:id", s.showQoS)
+	s.handle(fiber.MethodPut, "/qos-specs/:id", s.updateQoS)
+	s.handle(fiber.MethodDelete, "/qos-specs/:id", s.deleteQoS)
+	s.handle(fiber.MethodPut, "/qos-specs/:id/delete_keys", s.deleteQoSKeys)
+	s.handle(fiber.MethodGet, "/qos-specs/:id/associate", s.associateQoS)
+	s.handle(fiber.MethodGet, "/qos-specs/:id/disassociate", s.disassociateQoS)
+	s.handle(fiber.MethodGet, "/qos-specs/:id/disassociate_all", s.disassociateAllQoS)
+	s.handle(fiber.MethodGet, "/qos-specs/:id/associations", s.qosAssociations)
 
 	s.handle(fiber.MethodGet, "/os-quota-sets/:target", s.showQuota)
 	s.handle(fiber.MethodGet, "/os-quota-sets/:target/defaults", s.showQuotaDefaults)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,6 +132,17 @@ func FuzzVolumeAction(f *testing.F) {
 		`{"os-attach": {"mountpoint": "/dev/vdb"}}`,
 		`{"os-reset_status": {"status": "error"}}`,
 		`{"os-force_delete": {}}`,
+		`{"os-force_delete": ""}`,
+		`{"os-reset_status": {"status": "in-use"}}`,
+		`{"os-reset_status": {"status": "", "attach_status": "detached", "migration_status": "none"}}`,
+		`{"os-reset_status": {"migration_status": 5}}`,
+		`{"os-set_bootable": {"bootable": "yes"}}`,
+		`{"os-set_bootable": {"bootable": "maybe"}}`,
+		`{"os-update_readonly_flag": {"readonly": true}}`,
+		`{"os-set_image_metadata": {"metadata": {"a": "b"}}}`,
+		`{"os-set_image_metadata": {"metadata": {"a": 1}}}`,
+		`{"os-unset_image_metadata": {"key": "a"}}`,
+		`{"os-show_image_metadata": null}`,
 		`{"os-reimage": {"image_id": "x"}}`,
 		`{"os-bogus": null}`,
 		`{"os-extend": {"new_size": 2}, "revert": {}}`,
@@ -153,12 +165,25 @@ func FuzzVolumeAction(f *testing.F) {
 		if r.Status >= 500 && r.Status != http.StatusNotImplemented {
 			t.Fatalf("status %d for %q: %s", r.Status, body, r.Raw)
 		}
+		name, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimSpace(string(body)), "{"), ":")
+		name = strings.Trim(strings.TrimSpace(name), `"`)
 		if r.Status == http.StatusAccepted {
 			if len(r.Raw) != 0 {
 				t.Fatalf("202 with a body: %s", r.Raw)
 			}
-			if v := h.b.st.Volume(fuzzVolume); v.Status != state.StatusExtending && v.Status != state.StatusReverting {
+			// Reset and the readonly flag may leave any status; the
+			// others start a task.
+			v := h.b.st.Volume(fuzzVolume)
+			if v != nil && v.Status != state.StatusExtending && v.Status != state.StatusReverting && v.Status != state.StatusDeleting &&
+				name != "os-reset_status" && name != "os-update_readonly_flag" {
 				t.Fatalf("202 left the volume %s", v.Status)
+			}
+			return
+		}
+		if r.Status == http.StatusOK {
+			// os-set_bootable, the image metadata actions.
+			if len(r.Raw) != 0 && !json.Valid(r.Raw) {
+				t.Fatalf("200 with invalid JSON: %s", r.Raw)
 			}
 			return
 		}

@@ -27,7 +27,7 @@ func typeView(t *state.VolumeType) fiber.Map {
 		"description":                     nullable(t.Description),
 		"is_public":                       t.IsPublic,
 		"extra_specs":                     specs,
-		"qos_specs_id":                    nil,
+		"qos_specs_id":                    nullable(t.QoSSpecsID),
 		"os-volume-type-access:is_public": t.IsPublic,
 	}
 }

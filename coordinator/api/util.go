@@ -99,6 +99,16 @@ func (s *server) apply(c *fiber.Ctx, cmd state.Command) error {
 			attrs = append(attrs, "snapshot_id", v.ID, "force", v.Force)
 		case state.SetSnapshotStatus:
 			attrs = append(attrs, "snapshot_id", v.ID, "mode", v.Mode, "status", v.Status)
+		case state.ResetVolumeStatus:
+			attrs = append(attrs, "volume_id", v.ID, "status", v.Status, "attach_status", v.AttachStatus, "migration_status", v.MigrationStatus)
+		case state.CreateQoSSpecs:
+			attrs = append(attrs, "qos_specs_id", v.Specs.ID, "name", v.Specs.Name)
+		case state.DeleteQoSSpecs:
+			attrs = append(attrs, "qos_specs_id", v.ID, "force", v.Force)
+		case state.AssociateQoSSpecs:
+			attrs = append(attrs, "qos_specs_id", v.ID, "type_id", v.TypeID)
+		case state.DisassociateQoSSpecs:
+			attrs = append(attrs, "qos_specs_id", v.ID, "type_id", v.TypeID)
 		}
 		s.log.Info("command applied", attrs...)
 		return nil

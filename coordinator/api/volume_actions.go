@@ -14,7 +14,8 @@ import (
 // schemas volume_actions.py).
 
 // volumeActions lists every action Cinder's volumes controller and its
-// extensions know. Kiln serves os-extend and revert; the others answer 501.
+// extensions know. Kiln serves os-extend, revert and the admin and
+// metadata actions (volume_admin.go); the others answer 501.
 var volumeActions = map[string]action{
 	"os-extend": {run: (*server).extendVolume},
 	"revert":    {since: mvVolumeRevert, run: (*server).revertVolume},
@@ -28,19 +29,19 @@ var volumeActions = map[string]action{
 	"os-initialize_connection":     {},
 	"os-terminate_connection":      {},
 	"os-volume_upload_image":       {},
-	"os-update_readonly_flag":      {},
+	"os-update_readonly_flag":      {run: (*server).updateReadonlyFlag},
 	"os-retype":                    {},
-	"os-set_bootable":              {},
+	"os-set_bootable":              {run: (*server).setBootable},
 	"os-reimage":                   {since: mvReimage},
 	"os-extend_volume_completion":  {since: mvExtendCompletion},
-	"os-reset_status":              {},
-	"os-force_delete":              {},
+	"os-reset_status":              {run: (*server).resetVolumeStatus},
+	"os-force_delete":              {run: (*server).forceDeleteVolume},
 	"os-force_detach":              {},
 	"os-migrate_volume":            {},
 	"os-migrate_volume_completion": {},
-	"os-set_image_metadata":        {},
-	"os-unset_image_metadata":      {},
-	"os-show_image_metadata":       {},
+	"os-set_image_metadata":        {run: (*server).setImageMetadata},
+	"os-unset_image_metadata":      {run: (*server).unsetImageMetadata},
+	"os-show_image_metadata":       {run: (*server).showImageMetadata},
 	"os-unmanage":                  {},
 }
 

@@ -91,6 +91,13 @@ func (s *server) volumeDetail(c *fiber.Ctx, st *state.State, v *state.Volume) fi
 	if ver.atLeast(mvConsumesQuota) {
 		m["consumes_quota"] = v.ConsumesQuota
 	}
+	if len(v.ImageMetadata) > 0 {
+		m["volume_image_metadata"] = imageMetadataView(v)
+	}
+	if v.MigrationStatus != "" {
+		m["migration_status"] = v.MigrationStatus
+		m["os-vol-mig-status-attr:migstat"] = v.MigrationStatus
+	}
 	if v.ErrorMessage != "" {
 		// Not Cinder: the reason of the last failure, where clients that
 		// look can find it without the messages API.

@@ -115,6 +115,19 @@ var registry = map[CommandType]entry{
 	CmdRevertVolume:         reg((*State).applyRevertVolume),
 	CmdVolumeReverted:       reg((*State).applyVolumeReverted),
 	CmdVolumeRevertFailed:   reg((*State).applyVolumeRevertFailed),
+
+	CmdResetVolumeStatus:       reg((*State).applyResetVolumeStatus),
+	CmdSetVolumeBootable:       reg((*State).applySetVolumeBootable),
+	CmdSetVolumeReadOnly:       reg((*State).applySetVolumeReadOnly),
+	CmdSetImageMetadata:        reg((*State).applySetImageMetadata),
+	CmdDeleteImageMetadata:     reg((*State).applyDeleteImageMetadata),
+	CmdCreateQoSSpecs:          reg((*State).applyCreateQoSSpecs),
+	CmdUpdateQoSSpecs:          reg((*State).applyUpdateQoSSpecs),
+	CmdDeleteQoSSpecs:          reg((*State).applyDeleteQoSSpecs),
+	CmdDeleteQoSSpecsKeys:      reg((*State).applyDeleteQoSSpecsKeys),
+	CmdAssociateQoSSpecs:       reg((*State).applyAssociateQoSSpecs),
+	CmdDisassociateQoSSpecs:    reg((*State).applyDisassociateQoSSpecs),
+	CmdDisassociateAllQoSSpecs: reg((*State).applyDisassociateAllQoSSpecs),
 }
 
 type entry struct {
@@ -423,6 +436,10 @@ func (s *State) applyDeleteVolume(c *DeleteVolume) *Error {
 	if v.Status == StatusDeleting {
 		return nil // already under way: DELETE is idempotent
 	}
+	// Every check comes before any change: a refused delete changes nothing.
+	if !c.Force && !slices.Contains(deletableStatuses, v.Status) {
+		return errorf(KindInvalid, "Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer. (status %s)", v.Status)
+	}
 	if n := s.volSnaps[v.ID]; n > 0 {
 		if !c.Cascade {
 			return errorf(KindInvalid, "Invalid volume: Volume %s still has %d dependent snapshots.", v.ID, n)
@@ -430,9 +447,6 @@ func (s *State) applyDeleteVolume(c *DeleteVolume) *Error {
 		if err := s.cascadeSnapshots(v.ID, c.Force, c.At); err != nil {
 			return err
 		}
-	}
-	if !c.Force && !slices.Contains(deletableStatuses, v.Status) {
-		return errorf(KindInvalid, "Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer. (status %s)", v.Status)
 	}
 	if v.Pool == "" && v.Status != StatusCreating {
 		// Never placed (or its placement failed): nothing exists on a backend.

@@ -54,6 +54,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	d.Pools = maps.Clone(s.d.Pools)
 	d.Services = maps.Clone(s.d.Services)
 	d.Snapshots = maps.Clone(s.d.Snapshots)
+	d.QoSSpecs = maps.Clone(s.d.QoSSpecs)
 	return &snapshot{d: d, index: f.applied.Load()}, nil
 }
 

@@ -254,3 +254,18 @@ func TestInUseExtendNeedsOnlineExtendSupport(t *testing.T) {
 		t.Fatalf("in-use extend on a pool without online_extend_support: %v", err)
 	}
 }
+
+func TestRefusedCascadeDeleteChangesNothing(t *testing.T) {
+	s := New()
+	pool := registerPool(t, s, "a1", true)
+	availableVolume(t, s, 1, "p", pool, 1)
+	mustApply(t, s, CreateSnapshot{Snapshot: newSnap(1, 1, "p")})
+	mustApply(t, s, SnapshotCreated{ID: sid(1)})
+	mustApply(t, s, ExtendVolume{ID: vid(1), ProjectID: "p", NewSizeGB: 2, At: t0})
+	if err := apply(t, s, DeleteVolume{ID: vid(1), ProjectID: "p", Cascade: true, At: t0}); err == nil || err.Kind != KindInvalid {
+		t.Fatalf("cascade delete of an extending volume: %v", err)
+	}
+	if st := s.Snapshot(sid(1)).Status; st != SnapAvailable {
+		t.Fatalf("refused cascade moved the snapshot to %s", st)
+	}
+}

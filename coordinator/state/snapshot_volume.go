@@ -55,6 +55,9 @@ const (
 	vfPreviousStatus
 	vfExtendToGB
 	vfRevertSnapshotID
+	vfMigrationStatus
+	vfReadOnly
+	vfImageMetadata
 )
 
 // appendVolume appends the encoding of v to b.
@@ -87,6 +90,9 @@ func appendVolume(b []byte, v *Volume) []byte {
 	b = appendStringField(b, vfPreviousStatus, v.PreviousStatus)
 	b = appendIntField(b, vfExtendToGB, v.ExtendToGB)
 	b = appendStringField(b, vfRevertSnapshotID, v.RevertSnapshotID)
+	b = appendStringField(b, vfMigrationStatus, v.MigrationStatus)
+	b = appendBoolField(b, vfReadOnly, v.ReadOnly)
+	b = appendMapField(b, vfImageMetadata, v.ImageMetadata)
 	return b
 }
 
@@ -157,6 +163,12 @@ func decodeVolume(p []byte) (*Volume, error) {
 			v.ExtendToGB, err = val.int()
 		case vfRevertSnapshotID:
 			v.RevertSnapshotID = val.s
+		case vfMigrationStatus:
+			v.MigrationStatus = val.s
+		case vfReadOnly:
+			v.ReadOnly, err = val.bool()
+		case vfImageMetadata:
+			v.ImageMetadata, err = val.stringMap()
 		}
 		if err != nil {
 			return nil, fmt.Errorf("field %d: %w", num, err)

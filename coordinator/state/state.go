@@ -54,6 +54,7 @@ type data struct {
 	Pools     map[string]*Pool            `json:"pools"`
 	Services  map[string]*Service         `json:"services"` // key binary/host
 	Snapshots map[string]*Snapshot        `json:"snapshots"`
+	QoSSpecs  map[string]*QoSSpecs        `json:"qos_specs"`
 }
 
 // State is the in-memory replicated state. Apply methods are called only by
@@ -90,6 +91,7 @@ func New() *State {
 		Pools:     map[string]*Pool{},
 		Services:  map[string]*Service{},
 		Snapshots: map[string]*Snapshot{},
+		QoSSpecs:  map[string]*QoSSpecs{},
 	})
 	return s
 }
@@ -121,6 +123,9 @@ func (s *State) reset(d data) {
 	}
 	if d.Snapshots == nil {
 		d.Snapshots = map[string]*Snapshot{}
+	}
+	if d.QoSSpecs == nil {
+		d.QoSSpecs = map[string]*QoSSpecs{}
 	}
 	s.d = d
 	s.usage = map[string]map[string]*Use{}
@@ -517,5 +522,6 @@ func cloneVolume(v *Volume) *Volume {
 	c := *v
 	c.Metadata = maps.Clone(v.Metadata)
 	c.Tried = slices.Clone(v.Tried)
+	c.ImageMetadata = maps.Clone(v.ImageMetadata)
 	return &c
 }

@@ -66,6 +66,15 @@ type Volume struct {
 	ExtendToGB int64 `json:"extend_to_gb,omitempty"`
 	// RevertSnapshotID is the snapshot a reverting volume is restored from.
 	RevertSnapshotID string `json:"revert_snapshot_id,omitempty"`
+	// MigrationStatus is Cinder's migration_status; only os-reset_status
+	// sets it (Kiln does not migrate volumes yet). Empty is None.
+	MigrationStatus string `json:"migration_status,omitempty"`
+	// ReadOnly is os-update_readonly_flag (Cinder keeps it as the admin
+	// metadata key "readonly"); attachments will use it for attach_mode.
+	ReadOnly bool `json:"readonly,omitempty"`
+	// ImageMetadata is Cinder's volume glance metadata
+	// (os-set_image_metadata, shown as volume_image_metadata).
+	ImageMetadata map[string]string `json:"image_metadata,omitempty"`
 
 	// Pool is the full pool name ("agent@backend#pool") the volume is placed
 	// on; empty until scheduled. A volume with a Pool counts in the pool's
@@ -122,8 +131,31 @@ type VolumeType struct {
 	Description string            `json:"description"`
 	IsPublic    bool              `json:"is_public"`
 	ExtraSpecs  map[string]string `json:"extra_specs"`
-	CreatedAt   time.Time         `json:"created_at"`
-	UpdatedAt   time.Time         `json:"updated_at"`
+	// QoSSpecsID is the QoS specs associated with the type ("" = none).
+	QoSSpecsID string    `json:"qos_specs_id,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// QoS consumers (Cinder's QoSConsumerValues).
+const (
+	QoSBackEnd  = "back-end"
+	QoSFrontEnd = "front-end"
+	QoSBoth     = "both"
+)
+
+// QoSConsumers are the valid consumers, in Cinder's order.
+var QoSConsumers = []string{QoSFrontEnd, QoSBackEnd, QoSBoth}
+
+// QoSSpecs is a Cinder QoS specification, associated with volume types
+// through VolumeType.QoSSpecsID.
+type QoSSpecs struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	Consumer  string            `json:"consumer"`
+	Specs     map[string]string `json:"specs"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
 }
 
 // DefaultTypeID is the fixed ID of the __DEFAULT__ type created with the state.
