@@ -2,11 +2,13 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 	"sort"
 
 	"github.com/kilnstore/kiln/coordinator/api"
 	"github.com/kilnstore/kiln/coordinator/state"
 	"github.com/kilnstore/kiln/gossip"
+	"github.com/kilnstore/kiln/internal/storage"
 )
 
 // apiBackend adapts the server to api.Backend.
@@ -58,4 +60,37 @@ func (b *apiBackend) Services() []api.ServiceStatus {
 		}
 	}
 	return out
+}
+
+// volumeAgent finds the pool and agent address of a placed volume.
+func (b *apiBackend) volumeAgent(volumeID string) (*state.Pool, string, error) {
+	v := b.s.fsm.State.Volume(volumeID)
+	if v == nil {
+		return nil, "", fmt.Errorf("volume %s: %w", volumeID, storage.ErrNotFound)
+	}
+	p := b.s.fsm.State.Pool(v.Pool)
+	if p == nil {
+		return nil, "", fmt.Errorf("volume %s is not on a registered pool: %w", volumeID, storage.ErrNotFound)
+	}
+	addr, ok := b.s.agentAddr(p.Agent)
+	if !ok {
+		return nil, "", fmt.Errorf("agent %s of volume %s has no known address", p.Agent, volumeID)
+	}
+	return p, addr, nil
+}
+
+func (b *apiBackend) Export(ctx context.Context, volumeID string, c storage.Connector) (storage.ConnectionInfo, error) {
+	p, addr, err := b.volumeAgent(volumeID)
+	if err != nil {
+		return storage.ConnectionInfo{}, err
+	}
+	return b.s.client.ExportVolume(ctx, addr, p.Info.Name, volumeID, c)
+}
+
+func (b *apiBackend) Unexport(ctx context.Context, volumeID string, c storage.Connector) error {
+	p, addr, err := b.volumeAgent(volumeID)
+	if err != nil {
+		return err
+	}
+	return b.s.client.UnexportVolume(ctx, addr, p.Info.Name, volumeID, c)
 }

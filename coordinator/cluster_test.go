@@ -270,7 +270,7 @@ func TestClusterLeaderKillLosesNoAcknowledgedVolume(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Coordinators: 3, Agents: 1})
 	const project = "failover"
 	call(t, http.MethodPut, c.URL(0)+"/v3/"+project+"/os-quota-sets/"+project, project,
-		map[string]any{"quota_set": map[string]any{"volumes": 1000, "gigabytes": 10000}})
+		map[string]any{"quota_set": map[string]any{"volumes": 1000000, "gigabytes": 10000000}})
 	leader := c.WaitLeader(10 * time.Second)
 	leaderIdx := -1
 	for i, s := range c.Coordinators {

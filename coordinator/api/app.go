@@ -21,11 +21,16 @@
 //     any type the request names (Cinder refuses a type whose backend
 //     differs).
 //   - Volume and snapshot actions Cinder has but Kiln does not serve yet
-//     (os-attach, os-retype, os-unmanage, ...) answer 501
+//     (os-retype, os-unmanage, os-force_detach, ...) answer 501
 //     notImplemented once the resource is found. Like Cinder, an unknown
 //     action is a 400 and an action above the request's microversion a 404.
-//   - Volume os-reset_status to in-use is refused (400) because Kiln has
-//     no attachments yet, as Cinder refuses it for a volume without any.
+//   - Volume os-reset_status to in-use is refused (400) for a volume
+//     without attachments, as in Cinder.
+//   - The attach actions (os-attach, os-detach, os-reserve, ...) and the
+//     attachments API answer the state machine's refusals synchronously
+//     (Cinder's manager refuses some of them after a 202). Connector bodies
+//     accept any keys; the known ones (host, ip, initiator, multipath,
+//     platform, os_type, enforce_multipath) must have their type.
 //   - os-update_readonly_flag is kept as a volume field (Cinder's admin
 //     metadata "readonly"); it is not shown in the volume's metadata.
 //   - volume_image_metadata is shown in a volume's detail view when the
@@ -234,6 +239,14 @@ func (s *server) routes() {
 	s.handle(fiber.MethodDelete, "/snapshots/:id", s.deleteSnapshot)
 	s.handle(fiber.MethodPost, "/snapshots/:id/action", s.snapshotAction)
 	s.metadataRoutes("/snapshots", snapshotMetadata)
+
+	s.handle(fiber.MethodGet, "/attachments", s.listAttachments)
+	s.handle(fiber.MethodGet, "/attachments/detail", s.listAttachmentsDetail)
+	s.handle(fiber.MethodPost, "/attachments", s.createAttachment)
+	s.handle(fiber.MethodGet, "/attachments/:id", s.showAttachment)
+	s.handle(fiber.MethodPut, "/attachments/:id", s.updateAttachment)
+	s.handle(fiber.MethodDelete, "/attachments/:id", s.deleteAttachment)
+	s.handle(fiber.MethodPost, "/attachments/:id/action", s.attachmentAction)
 
 	s.handle(fiber.MethodGet, "/types", s.listTypes)
 	s.handle(fiber.MethodPost, "/types", s.createType)

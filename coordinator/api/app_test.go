@@ -198,7 +198,7 @@ func TestUnknownRoutesAndMethods(t *testing.T) {
 func TestInternalRoutesNotShadowed(t *testing.T) {
 	app := NewApp(nil)
 	app.Get("/internal/ping", func(c *fiber.Ctx) error { return c.SendString("pong") })
-	Register(app, newTestBackend(), Options{})
+	Register(app, newTestBackend(t), Options{})
 	resp, err := app.Test(mustRequest(t, "GET", "/internal/ping"), -1)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("internal route: %v %v", resp, err)

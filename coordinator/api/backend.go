@@ -6,6 +6,7 @@ import (
 
 	"github.com/kilnstore/kiln/coordinator/state"
 	"github.com/kilnstore/kiln/gossip"
+	"github.com/kilnstore/kiln/internal/storage"
 )
 
 // Backend is what the API needs from a coordinator. The coordinator
@@ -25,6 +26,12 @@ type Backend interface {
 	// Services lists coordinators and agents with liveness as this node's
 	// Serf view sees it.
 	Services() []ServiceStatus
+	// Export asks the agent holding the volume for Cinder connection_info
+	// for connector (idempotent). Errors from the agent wrap the storage
+	// sentinels; an unreachable agent is an infrastructure error.
+	Export(ctx context.Context, volumeID string, connector storage.Connector) (storage.ConnectionInfo, error)
+	// Unexport removes the volume's export for connector (idempotent).
+	Unexport(ctx context.Context, volumeID string, connector storage.Connector) error
 }
 
 // ServiceStatus is one row of os-services.

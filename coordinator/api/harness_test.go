@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"github.com/kilnstore/kiln/coordinator/state"
 	"github.com/kilnstore/kiln/gossip"
 	"github.com/kilnstore/kiln/internal/storage"
+	"github.com/kilnstore/kiln/nfs"
 )
 
 // testBackend is the real state machine without Raft: Apply encodes the
@@ -34,10 +36,62 @@ type testBackend struct {
 	services []ServiceStatus
 	applied  int
 	fail     error // when set, Apply fails with this infrastructure error
+
+	// driver is a real local-directory pool standing in for every agent's
+	// pool in Export/Unexport.
+	driver    *nfs.Driver
+	exports   []string // volume IDs exported, in order
+	unexports []string
+	exportErr error // when set, Export fails with it
 }
 
-func newTestBackend() *testBackend {
-	return &testBackend{st: state.New(), caps: map[string]gossip.PoolCapacity{}}
+func newTestBackend(t testing.TB) *testBackend {
+	t.Helper()
+	d, err := nfs.New(nfs.Config{Name: "local", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testBackend{st: state.New(), caps: map[string]gossip.PoolCapacity{}, driver: d}
+}
+
+// Export exports the volume from the real driver, creating its file first
+// when the test made the volume available without an agent, and adds the
+// agent's host name as the coordinator's agents do.
+func (b *testBackend) Export(ctx context.Context, volumeID string, c storage.Connector) (storage.ConnectionInfo, error) {
+	b.mu.Lock()
+	fail := b.exportErr
+	b.exports = append(b.exports, volumeID)
+	b.mu.Unlock()
+	if fail != nil {
+		return storage.ConnectionInfo{}, fail
+	}
+	v := b.st.Volume(volumeID)
+	if v == nil {
+		return storage.ConnectionInfo{}, fmt.Errorf("volume %s: %w", volumeID, storage.ErrNotFound)
+	}
+	p := b.st.Pool(v.Pool)
+	if p == nil {
+		return storage.ConnectionInfo{}, fmt.Errorf("volume %s has no pool: %w", volumeID, storage.ErrNotFound)
+	}
+	ci, err := b.driver.ExportVolume(ctx, volumeID, c)
+	if errors.Is(err, storage.ErrNotFound) {
+		if _, err = b.driver.CreateVolume(ctx, volumeID, v.SizeGB); err != nil {
+			return storage.ConnectionInfo{}, err
+		}
+		ci, err = b.driver.ExportVolume(ctx, volumeID, c)
+	}
+	if err != nil {
+		return storage.ConnectionInfo{}, err
+	}
+	ci.Data["host"] = p.Agent
+	return ci, nil
+}
+
+func (b *testBackend) Unexport(ctx context.Context, volumeID string, c storage.Connector) error {
+	b.mu.Lock()
+	b.unexports = append(b.unexports, volumeID)
+	b.mu.Unlock()
+	return b.driver.UnexportVolume(ctx, volumeID, c)
 }
 
 func (b *testBackend) State() *state.State { return b.st }
@@ -100,7 +154,7 @@ type harnessOption func(*Options)
 
 func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	t.Helper()
-	b := newTestBackend()
+	b := newTestBackend(t)
 	h := &harness{t: t, b: b}
 	quiet := slog.New(slog.DiscardHandler)
 	o := Options{PublicURL: testURL + "/", DefaultZone: "nova", Logger: quiet}
@@ -314,8 +368,8 @@ func (h *harness) makeAvailable(id string) {
 	h.mustApply(state.VolumeCreated{ID: id, Pool: testPool, Location: "/x/" + id, At: at})
 }
 
-// setVolumeStatus gives a volume any status. No command does (attachments,
-// which make volumes in-use, do not exist yet), so it restores the state
+// setVolumeStatus gives a volume any status. No single command does, so it
+// restores the state
 // from the FSM's own snapshot, rewritten as the version 1 JSON document
 // that Restore still reads (the header line, then the metadata frame with
 // every record but the volumes; the volumes come from the public reader).

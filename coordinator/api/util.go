@@ -101,6 +101,18 @@ func (s *server) apply(c *fiber.Ctx, cmd state.Command) error {
 			attrs = append(attrs, "snapshot_id", v.ID, "mode", v.Mode, "status", v.Status)
 		case state.ResetVolumeStatus:
 			attrs = append(attrs, "volume_id", v.ID, "status", v.Status, "attach_status", v.AttachStatus, "migration_status", v.MigrationStatus)
+		case state.CreateAttachment:
+			attrs = append(attrs, "attachment_id", v.Attachment.ID, "volume_id", v.Attachment.VolumeID, "connector", v.Attachment.Connector != nil)
+		case state.UpdateAttachment:
+			attrs = append(attrs, "attachment_id", v.ID)
+		case state.CompleteAttachment:
+			attrs = append(attrs, "attachment_id", v.ID)
+		case state.DeleteAttachment:
+			attrs = append(attrs, "attachment_id", v.ID)
+		case state.AttachVolume:
+			attrs = append(attrs, "volume_id", v.ID, "attachment_id", v.AttachmentID, "mode", v.Mode)
+		case state.DetachVolume:
+			attrs = append(attrs, "volume_id", v.ID, "attachment_id", v.AttachmentID)
 		case state.CreateQoSSpecs:
 			attrs = append(attrs, "qos_specs_id", v.Specs.ID, "name", v.Specs.Name)
 		case state.DeleteQoSSpecs:

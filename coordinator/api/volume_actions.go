@@ -14,20 +14,21 @@ import (
 // schemas volume_actions.py).
 
 // volumeActions lists every action Cinder's volumes controller and its
-// extensions know. Kiln serves os-extend, revert and the admin and
-// metadata actions (volume_admin.go); the others answer 501.
+// extensions know. Kiln serves os-extend, revert, the attach actions
+// (attachments.go) and the admin and metadata actions (volume_admin.go);
+// the others answer 501.
 var volumeActions = map[string]action{
 	"os-extend": {run: (*server).extendVolume},
 	"revert":    {since: mvVolumeRevert, run: (*server).revertVolume},
 
-	"os-attach":                    {},
-	"os-detach":                    {},
-	"os-reserve":                   {},
-	"os-unreserve":                 {},
-	"os-begin_detaching":           {},
-	"os-roll_detaching":            {},
-	"os-initialize_connection":     {},
-	"os-terminate_connection":      {},
+	"os-attach":                    {run: attachVolume},
+	"os-detach":                    {run: detachVolume},
+	"os-reserve":                   {run: reserveVolume},
+	"os-unreserve":                 {run: unreserveVolume},
+	"os-begin_detaching":           {run: beginDetaching},
+	"os-roll_detaching":            {run: rollDetaching},
+	"os-initialize_connection":     {run: initializeConnection},
+	"os-terminate_connection":      {run: terminateConnection},
 	"os-volume_upload_image":       {},
 	"os-update_readonly_flag":      {run: (*server).updateReadonlyFlag},
 	"os-retype":                    {},

@@ -270,7 +270,7 @@ func TestVolumeActionBodies(t *testing.T) {
 		{"reimage before 3.68", "volume 3.67", path, map[string]any{"os-reimage": map[string]any{}}, 404, "itemNotFound", msgNotFound},
 		{"reimage at 3.68", "volume 3.68", path, map[string]any{"os-reimage": map[string]any{}}, 501, "notImplemented", "The os-reimage action is not implemented by Kiln yet."},
 		{"extend completion above the maximum", "volume 3.70", path, map[string]any{"os-extend_volume_completion": map[string]any{}}, 404, "itemNotFound", msgNotFound},
-		{"unimplemented on a missing volume", "", "/v3/p1/volumes/nope/action", map[string]any{"os-attach": map[string]any{}}, 404, "itemNotFound", "Volume nope could not be found."},
+		{"unimplemented on a missing volume", "", "/v3/p1/volumes/nope/action", map[string]any{"os-retype": map[string]any{}}, 404, "itemNotFound", "Volume nope could not be found."},
 		{"other project", "", "/v3/p2/volumes/" + id + "/action", map[string]any{"os-extend": map[string]any{"new_size": 2}}, 400, "badRequest", "Malformed request url"},
 		{"media type", "", path, nil, 415, "badMediaType", "Unsupported Content-Type"},
 	} {
@@ -297,7 +297,7 @@ func TestVolumeActionBodies(t *testing.T) {
 			})
 		})
 	}
-	for _, name := range []string{"os-attach", "os-detach", "os-reserve", "os-initialize_connection", "os-retype", "os-migrate_volume"} {
+	for _, name := range []string{"os-force_detach", "os-volume_upload_image", "os-retype", "os-migrate_volume"} {
 		if a, ok := volumeActions[name]; !ok || a.run != nil {
 			t.Errorf("%s is not an unimplemented action", name)
 		}

@@ -64,7 +64,8 @@ func resetStatusField(obj object, key, noun, validRepr string, valid []string) (
 
 // resetVolumeStatus is os-reset_status {status, attach_status,
 // migration_status} (admin, 202). The state machine refuses deleting, and
-// in-use while the volume has no attachments (Kiln has none yet).
+// in-use while the volume has no attachments; attach_status detached
+// removes the volume's attachments.
 func (s *server) resetVolumeStatus(c *fiber.Ctx, arg any) error {
 	obj, ok := arg.(object)
 	if !ok {

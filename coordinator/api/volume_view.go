@@ -57,7 +57,7 @@ func (s *server) volumeDetail(c *fiber.Ctx, st *state.State, v *state.Volume) fi
 		"replication_status":  "disabled",
 		"consistencygroup_id": nil,
 		"multiattach":         v.Multiattach,
-		"attachments":         []fiber.Map{},
+		"attachments":         volumeAttachmentsView(st, v.ID),
 		"migration_status":    nil,
 
 		"os-vol-host-attr:host":          nullable(v.Pool),

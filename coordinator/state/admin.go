@@ -168,8 +168,9 @@ func (s *State) applyResetVolumeStatus(c *ResetVolumeStatus) *Error {
 		// A delete is started by DELETE, which checks what may be deleted.
 		return errorf(KindInvalid, "Cannot reset-state to %s", c.Status)
 	case StatusInUse:
-		// Kiln has no attachments yet, so no volume has any.
-		return errorf(KindInvalid, "Cannot reset-state to in-use because volume does not have any attachments.")
+		if len(s.volumeAttachments(v.ID)) == 0 {
+			return errorf(KindInvalid, "Cannot reset-state to in-use because volume does not have any attachments.")
+		}
 	}
 	nv := cloneVolume(v)
 	if c.Status != "" && c.Status != v.Status {
@@ -193,6 +194,10 @@ func (s *State) applyResetVolumeStatus(c *ResetVolumeStatus) *Error {
 	}
 	if c.AttachStatus != "" {
 		nv.AttachStatus = c.AttachStatus
+		if c.AttachStatus == AttachDetached {
+			// Cinder's reset also removes the volume's attachments.
+			s.clearAttachments(v.ID)
+		}
 	}
 	switch c.MigrationStatus {
 	case "":

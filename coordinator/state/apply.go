@@ -128,6 +128,17 @@ var registry = map[CommandType]entry{
 	CmdAssociateQoSSpecs:       reg((*State).applyAssociateQoSSpecs),
 	CmdDisassociateQoSSpecs:    reg((*State).applyDisassociateQoSSpecs),
 	CmdDisassociateAllQoSSpecs: reg((*State).applyDisassociateAllQoSSpecs),
+
+	CmdCreateAttachment:   reg((*State).applyCreateAttachment),
+	CmdUpdateAttachment:   reg((*State).applyUpdateAttachment),
+	CmdCompleteAttachment: reg((*State).applyCompleteAttachment),
+	CmdDeleteAttachment:   reg((*State).applyDeleteAttachment),
+	CmdReserveVolume:      reg((*State).applyReserveVolume),
+	CmdUnreserveVolume:    reg((*State).applyUnreserveVolume),
+	CmdAttachVolume:       reg((*State).applyAttachVolume),
+	CmdBeginDetaching:     reg((*State).applyBeginDetaching),
+	CmdRollDetaching:      reg((*State).applyRollDetaching),
+	CmdDetachVolume:       reg((*State).applyDetachVolume),
 }
 
 type entry struct {
@@ -437,7 +448,9 @@ func (s *State) applyDeleteVolume(c *DeleteVolume) *Error {
 		return nil // already under way: DELETE is idempotent
 	}
 	// Every check comes before any change: a refused delete changes nothing.
-	if !c.Force && !slices.Contains(deletableStatuses, v.Status) {
+	// Force skips the status check but not the attach status one, as in
+	// Cinder's volume/api.py delete.
+	if (!c.Force && !slices.Contains(deletableStatuses, v.Status)) || v.AttachStatus == AttachAttached {
 		return errorf(KindInvalid, "Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer. (status %s)", v.Status)
 	}
 	if n := s.volSnaps[v.ID]; n > 0 {

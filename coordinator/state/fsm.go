@@ -55,6 +55,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	d.Services = maps.Clone(s.d.Services)
 	d.Snapshots = maps.Clone(s.d.Snapshots)
 	d.QoSSpecs = maps.Clone(s.d.QoSSpecs)
+	d.Attachments = maps.Clone(s.d.Attachments)
 	return &snapshot{d: d, index: f.applied.Load()}, nil
 }
 

@@ -55,6 +55,8 @@ type data struct {
 	Services  map[string]*Service         `json:"services"` // key binary/host
 	Snapshots map[string]*Snapshot        `json:"snapshots"`
 	QoSSpecs  map[string]*QoSSpecs        `json:"qos_specs"`
+	// Attachments of volumes, by attachment ID.
+	Attachments map[string]*Attachment `json:"attachments"`
 }
 
 // State is the in-memory replicated state. Apply methods are called only by
@@ -92,6 +94,8 @@ func New() *State {
 		Services:  map[string]*Service{},
 		Snapshots: map[string]*Snapshot{},
 		QoSSpecs:  map[string]*QoSSpecs{},
+
+		Attachments: map[string]*Attachment{},
 	})
 	return s
 }
@@ -126,6 +130,9 @@ func (s *State) reset(d data) {
 	}
 	if d.QoSSpecs == nil {
 		d.QoSSpecs = map[string]*QoSSpecs{}
+	}
+	if d.Attachments == nil {
+		d.Attachments = map[string]*Attachment{}
 	}
 	s.d = d
 	s.usage = map[string]map[string]*Use{}
@@ -262,6 +269,11 @@ func (s *State) remove(id string) {
 	if old := s.d.Volumes[id]; old != nil {
 		s.account(old, -1)
 		delete(s.d.Volumes, id)
+		for aid, a := range s.d.Attachments {
+			if a.VolumeID == id {
+				delete(s.d.Attachments, aid)
+			}
+		}
 		if s.onChange != nil {
 			s.onChange(id)
 		}

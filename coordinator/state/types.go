@@ -33,10 +33,53 @@ const (
 	SnapRestoring     = "restoring"
 )
 
-// Attach statuses.
+// Attach statuses (Cinder's VolumeAttachStatus).
 const (
-	AttachDetached = "detached"
+	AttachDetached       = "detached"
+	AttachAttached       = "attached"
+	AttachAttaching      = "attaching"
+	AttachDetaching      = "detaching"
+	AttachReserved       = "reserved"
+	AttachErrorAttaching = "error_attaching"
+	AttachErrorDetaching = "error_detaching"
 )
+
+// Volume statuses of the attach/detach flows.
+const (
+	StatusAttaching   = "attaching"
+	StatusDetaching   = "detaching"
+	StatusReserved    = "reserved"
+	StatusMaintenance = "maintenance"
+	StatusDownloading = "downloading"
+)
+
+// Attach modes.
+const (
+	AttachModeRW = "rw"
+	AttachModeRO = "ro"
+)
+
+// Attachment is one attachment of a volume to an instance or host
+// (Cinder's VolumeAttachment). Records are immutable once stored.
+type Attachment struct {
+	ID           string `json:"id"`
+	VolumeID     string `json:"volume_id"`
+	ProjectID    string `json:"project_id"`
+	InstanceUUID string `json:"instance_uuid,omitempty"`
+	HostName     string `json:"host_name,omitempty"`
+	Mountpoint   string `json:"mountpoint,omitempty"`
+	AttachStatus string `json:"attach_status"`
+	AttachMode   string `json:"attach_mode"`
+	// Connector is the consumer's connector once known.
+	Connector *storage.Connector `json:"connector,omitempty"`
+	// ConnectionInfo is the JSON of the connection_info last returned for
+	// this attachment ("" = none).
+	ConnectionInfo string    `json:"connection_info,omitempty"`
+	AttachedAt     time.Time `json:"attached_at"`
+	DetachedAt     time.Time `json:"detached_at"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+}
 
 // Volume is one volume. Records are immutable once stored: the FSM replaces
 // the pointer when anything changes, so readers may keep a pointer.
