@@ -132,7 +132,7 @@ func readAt(t *testing.T, path string, off int64, n int) []byte {
 }
 
 // TestLifecycleWithLeaderKill runs snapshot → volume from snapshot → clone
-// → extend → revert → deletes on a 3-coordinator cluster, killing the
+// → extend → attach/complete/detach → revert → deletes on a 3-coordinator cluster, killing the
 // leader in the middle, and checks the data on the pool at every step and
 // that quota usage returns to zero.
 func TestLifecycleWithLeaderKill(t *testing.T) {
@@ -194,6 +194,24 @@ func TestLifecycleWithLeaderKill(t *testing.T) {
 	if fi, err := os.Stat(fileOf(t, c, clone)); err != nil || fi.Size() != 3<<30 {
 		t.Fatalf("extended file: %v %v", fi, err)
 	}
+
+	// Attach the clone through the attachments API, complete, detach.
+	att := a.post("/attachments", "3.44", `{"attachment":{"volume_uuid":"`+clone+`","instance_uuid":"11111111-2222-4333-8444-555555555555","connector":{"host":"compute1"}}}`, http.StatusOK)["attachment"].(map[string]any)
+	if dp := att["connection_info"].(map[string]any)["data"].(map[string]any)["device_path"]; dp != fileOf(t, c, clone) {
+		t.Fatalf("attachment device_path %v, want %s", dp, fileOf(t, c, clone))
+	}
+	a.post("/attachments/"+att["id"].(string)+"/action", "3.44", `{"os-complete":null}`, http.StatusNoContent)
+	a.waitVolume(clone, "in-use")
+	a.do(http.MethodDelete, "/volumes/"+clone, nil, http.StatusBadRequest) // attached
+	req, _ := http.NewRequest(http.MethodDelete, a.url("/attachments/"+att["id"].(string)), nil)
+	req.Header.Set("X-Auth-Token", "u:"+a.project)
+	req.Header.Set("OpenStack-API-Version", "volume 3.44")
+	if resp, err := httpClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("delete attachment: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	a.waitVolume(clone, "available")
 
 	a.action("/volumes/"+vol+"/action", "3.40", fmt.Sprintf(`{"revert":{"snapshot_id":%q}}`, snap), http.StatusAccepted)
 	a.waitVolume(vol, "available")
