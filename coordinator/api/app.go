@@ -21,7 +21,7 @@
 //     any type the request names (Cinder refuses a type whose backend
 //     differs).
 //   - Volume and snapshot actions Cinder has but Kiln does not serve yet
-//     (os-retype, os-unmanage, os-force_detach, ...) answer 501
+//     (os-retype, os-unmanage, os-migrate_volume, ...) answer 501
 //     notImplemented once the resource is found. Like Cinder, an unknown
 //     action is a 400 and an action above the request's microversion a 404.
 //   - Volume os-reset_status to in-use is refused (400) for a volume

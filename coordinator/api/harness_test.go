@@ -39,10 +39,11 @@ type testBackend struct {
 
 	// driver is a real local-directory pool standing in for every agent's
 	// pool in Export/Unexport.
-	driver    *nfs.Driver
-	exports   []string // volume IDs exported, in order
-	unexports []string
-	exportErr error // when set, Export fails with it
+	driver      *nfs.Driver
+	exports     []string // volume IDs exported, in order
+	unexports   []string
+	exportErr   error // when set, Export fails with it
+	unexportErr error // when set, Unexport fails with it
 }
 
 func newTestBackend(t testing.TB) *testBackend {
@@ -90,7 +91,11 @@ func (b *testBackend) Export(ctx context.Context, volumeID string, c storage.Con
 func (b *testBackend) Unexport(ctx context.Context, volumeID string, c storage.Connector) error {
 	b.mu.Lock()
 	b.unexports = append(b.unexports, volumeID)
+	fail := b.unexportErr
 	b.mu.Unlock()
+	if fail != nil {
+		return fail
+	}
 	return b.driver.UnexportVolume(ctx, volumeID, c)
 }
 

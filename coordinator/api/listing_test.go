@@ -281,3 +281,33 @@ func TestParseDictLiteral(t *testing.T) {
 		}
 	}
 }
+
+// TestListVolumesMigrationStatus: the filter matches the migration status
+// os-reset_status sets; a volume without one matches no value.
+func TestListVolumesMigrationStatus(t *testing.T) {
+	h := newHarness(t)
+	ids := seedVolumes(h)
+	h.mustApply(state.ResetVolumeStatus{ID: ids[1], ProjectID: "p1", MigrationStatus: "migrating", At: listEpoch})
+	h.mustApply(state.ResetVolumeStatus{ID: ids[3], ProjectID: "p1", MigrationStatus: "error", At: listEpoch})
+	for _, tc := range []struct {
+		query string
+		want  []string
+	}{
+		{"migration_status=migrating", []string{"v1"}},
+		{"migration_status=error", []string{"v3"}},
+		{"migration_status=success", nil},
+		{"migration_status=none", nil},
+		{"migration_status=", nil},
+		{"migration_status=migrating&name=v1", []string{"v1"}},
+		{"migration_status=migrating&name=v2", nil},
+	} {
+		for _, version := range []string{"", "volume 3.31"} {
+			if got := names(t, h.getV("/v3/p1/volumes?"+tc.query, version)); !slices.Equal(got, tc.want) {
+				t.Errorf("%s at %q: %v, want %v", tc.query, version, got, tc.want)
+			}
+		}
+	}
+	// Clearing it ("none") drops the volume from the match.
+	h.mustApply(state.ResetVolumeStatus{ID: ids[1], ProjectID: "p1", MigrationStatus: "none", At: listEpoch})
+	wantNames(t, h.get("/v3/p1/volumes?migration_status=migrating"))
+}

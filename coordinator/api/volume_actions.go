@@ -15,7 +15,8 @@ import (
 
 // volumeActions lists every action Cinder's volumes controller and its
 // extensions know. Kiln serves os-extend, revert, the attach actions
-// (attachments.go) and the admin and metadata actions (volume_admin.go);
+// (attachments.go) and the admin and metadata actions (volume_admin.go,
+// os-force_detach included);
 // the others answer 501.
 var volumeActions = map[string]action{
 	"os-extend": {run: (*server).extendVolume},
@@ -37,7 +38,7 @@ var volumeActions = map[string]action{
 	"os-extend_volume_completion":  {since: mvExtendCompletion},
 	"os-reset_status":              {run: (*server).resetVolumeStatus},
 	"os-force_delete":              {run: (*server).forceDeleteVolume},
-	"os-force_detach":              {},
+	"os-force_detach":              {run: (*server).forceDetachVolume},
 	"os-migrate_volume":            {},
 	"os-migrate_volume_completion": {},
 	"os-set_image_metadata":        {run: (*server).setImageMetadata},

@@ -297,7 +297,7 @@ func TestVolumeActionBodies(t *testing.T) {
 			})
 		})
 	}
-	for _, name := range []string{"os-force_detach", "os-volume_upload_image", "os-retype", "os-migrate_volume"} {
+	for _, name := range []string{"os-volume_upload_image", "os-retype", "os-migrate_volume"} {
 		if a, ok := volumeActions[name]; !ok || a.run != nil {
 			t.Errorf("%s is not an unimplemented action", name)
 		}

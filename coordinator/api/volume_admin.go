@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"maps"
 	"net/http"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/kilnstore/kiln/coordinator/state"
+	"github.com/kilnstore/kiln/internal/storage"
 )
 
 // Admin and miscellaneous volume actions (cinder/api/contrib/admin_actions.py
@@ -109,6 +111,55 @@ func (s *server) forceDeleteVolume(c *fiber.Ctx, _ any) error {
 		return err
 	}
 	if err := s.apply(c, state.DeleteVolume{ID: v.ID, ProjectID: info(c).Project, Force: true, At: now()}); err != nil {
+		return err
+	}
+	return emptyResponse(c, http.StatusAccepted)
+}
+
+// forceDetachVolume is os-force_detach {attachment_id, connector} (admin,
+// 202): Cinder's terminate_connection(force=True) then detach, without the
+// status checks of os-detach. The export for the connector (or, without
+// one, the named attachment's) is removed, an export already gone being
+// fine; then the named attachment, or every attachment of the volume, is
+// dropped and the statuses recomputed.
+func (s *server) forceDetachVolume(c *fiber.Ctx, arg any) error {
+	obj, err := actionObject("os-force_detach", arg, "attachment_id", "connector")
+	if err != nil {
+		return err
+	}
+	attachmentID, err := optionalUUIDField("attachment_id", obj["attachment_id"])
+	if err != nil {
+		return err
+	}
+	var conn storage.Connector
+	haveConn := false
+	if raw := obj["connector"]; raw != nil {
+		pc, err := parseConnector(raw)
+		if err != nil {
+			return err
+		}
+		conn, haveConn = pc.Connector, true
+	}
+	st, v, err := s.findVolume(c)
+	if err != nil {
+		return err
+	}
+	if attachmentID != "" {
+		a := st.Attachment(attachmentID)
+		if a == nil || a.VolumeID != v.ID {
+			return notFound("Volume attachment could not be found with filter: attachment_id = %s.", attachmentID)
+		}
+		if !haveConn && a.Connector != nil {
+			conn = *a.Connector
+		}
+	}
+	if v.Pool != "" {
+		if err := s.b.Unexport(c.UserContext(), v.ID, conn); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return backendError("Unable to terminate volume connection from backend", err)
+		}
+	}
+	cmd := state.ForceDetachVolume{ID: v.ID, ProjectID: info(c).Project, AttachmentID: attachmentID, At: now()}
+	if err := s.apply(c, cmd); err != nil {
 		return err
 	}
 	return emptyResponse(c, http.StatusAccepted)

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -8,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kilnstore/kiln/coordinator/state"
+	"github.com/kilnstore/kiln/internal/storage"
 )
 
 func volAction(h *harness, id string, body any) *response {
@@ -248,4 +251,90 @@ func TestVolumeSummary(t *testing.T) {
 	// Below 3.12 there is no summary (and it is not a volume ID either).
 	wantFault(t, h.getV("/v3/p1/volumes/summary", "volume 3.11"), http.StatusNotFound, "itemNotFound", msgNotFound)
 	wantFault(t, h.get("/v3/p1/volumes/summary"), http.StatusNotFound, "itemNotFound", msgNotFound)
+}
+
+func TestVolumeForceDetach(t *testing.T) {
+	h := newHarness(t)
+	id := h.availableVolume(map[string]any{"size": 1, "multiattach": true})
+	other := h.availableVolume(map[string]any{"size": 1})
+	act := func(arg any) *response { return volAction(h, id, map[string]any{"os-force_detach": arg}) }
+	attach := func(host string) string {
+		t.Helper()
+		wantStatus(t, volAction(h, id, map[string]any{"os-attach": map[string]any{"host_name": host, "mountpoint": "/mnt"}}), http.StatusAccepted)
+		for _, a := range h.b.st.VolumeAttachments(id) {
+			if a.HostName == host {
+				return a.ID
+			}
+		}
+		t.Fatalf("no attachment for %s", host)
+		return ""
+	}
+	a1, a2 := attach("h1"), attach("h2")
+	otherAtt := func() string {
+		wantStatus(t, volAction(h, other, map[string]any{"os-attach": map[string]any{"host_name": "h3", "mountpoint": "/mnt"}}), http.StatusAccepted)
+		return h.b.st.VolumeAttachments(other)[0].ID
+	}()
+
+	for _, tc := range []struct {
+		name   string
+		arg    any
+		status int
+		msg    string
+	}{
+		{"not object", "x", 400, "is not of type 'object'"},
+		{"null", nil, 400, "is not of type 'object'"},
+		{"list", []any{}, 400, "is not of type 'object'"},
+		{"extra key", map[string]any{"x": 1}, 400, "Additional properties"},
+		{"bad attachment id", map[string]any{"attachment_id": "abc"}, 400, "is not valid under any of the given schemas"},
+		{"numeric attachment id", map[string]any{"attachment_id": 5}, 400, "is not valid under any of the given schemas"},
+		{"connector not object", map[string]any{"connector": "h1"}, 400, "is not of type 'object'"},
+		{"connector bad host", map[string]any{"connector": map[string]any{"host": 1}}, 400, "is not of type 'string'"},
+		{"unknown attachment", map[string]any{"attachment_id": instB}, 404, "Volume attachment could not be found"},
+		{"other volume's attachment", map[string]any{"attachment_id": otherAtt}, 404, "Volume attachment could not be found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h.unchanged(func() { wantFault(t, act(tc.arg), tc.status, faultName(tc.status), tc.msg) })
+		})
+	}
+	h.unchanged(func() {
+		wantFault(t, h.post("/v3/p1/volumes/"+instA+"/action", map[string]any{"os-force_detach": map[string]any{}}),
+			404, "itemNotFound", "could not be found")
+	})
+	unexports := len(h.b.unexports)
+
+	// An unreachable agent is a 503, a driver refusal a 500; neither
+	// detaches anything.
+	h.b.unexportErr = errors.New("agent unreachable")
+	h.unchanged(func() { wantFault(t, act(map[string]any{}), 503, "serviceUnavailable", "") })
+	h.b.unexportErr = fmt.Errorf("boom: %w", storage.ErrInvalid)
+	h.unchanged(func() {
+		wantFault(t, act(map[string]any{}), 500, "computeFault", "Unable to terminate volume connection from backend")
+	})
+	// An export already gone is fine.
+	h.b.unexportErr = fmt.Errorf("gone: %w", storage.ErrNotFound)
+	h.setVolumeStatus(id, state.StatusDetaching)
+	wantStatus(t, act(map[string]any{"attachment_id": a1, "connector": testConnector}), http.StatusAccepted)
+	h.b.unexportErr = nil
+	if h.b.st.Attachment(a1) != nil || h.b.st.Attachment(a2) == nil {
+		t.Fatal("wrong attachment detached")
+	}
+	h.wantVolumeStatus(id, "in-use", "attached")
+
+	// From error, without an attachment ID: every attachment goes.
+	attach("h4")
+	h.setVolumeStatus(id, state.StatusError)
+	wantStatus(t, act(map[string]any{}), http.StatusAccepted)
+	h.wantVolumeStatus(id, "available", "detached")
+	if n := len(h.b.st.VolumeAttachments(id)); n != 0 {
+		t.Fatalf("%d attachments left", n)
+	}
+	// From maintenance (refused by os-detach) and with nothing attached.
+	h.setVolumeStatus(id, state.StatusMaintenance)
+	wantStatus(t, act(map[string]any{"attachment_id": nil, "connector": nil}), http.StatusAccepted)
+	h.wantVolumeStatus(id, "available", "detached")
+	if got := len(h.b.unexports) - unexports; got != 5 {
+		t.Fatalf("%d unexports, want 5", got)
+	}
+	// The other volume is untouched.
+	h.wantVolumeStatus(other, "in-use", "attached")
 }

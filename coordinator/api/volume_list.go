@@ -185,9 +185,13 @@ func volumeMatcher(key, raw string, ver apiVersion) (func(*state.Volume) bool, e
 		return func(v *state.Volume) bool { return v.ConsumesQuota == b }, nil
 	case "created_at", "updated_at":
 		return timeMatcher(key, raw)
+	case "migration_status":
+		// An exact match on the column os-reset_status sets; a volume
+		// without one (NULL in Cinder) matches no value.
+		return func(v *state.Volume) bool { return v.MigrationStatus != "" && v.MigrationStatus == raw }, nil
 	default:
-		// migration_status, group_id, glance_metadata: no Kiln volume has
-		// one, so any value matches nothing.
+		// group_id, glance_metadata: no Kiln volume has one, so any value
+		// matches nothing.
 		return never, nil
 	}
 }

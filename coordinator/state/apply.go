@@ -139,6 +139,7 @@ var registry = map[CommandType]entry{
 	CmdBeginDetaching:     reg((*State).applyBeginDetaching),
 	CmdRollDetaching:      reg((*State).applyRollDetaching),
 	CmdDetachVolume:       reg((*State).applyDetachVolume),
+	CmdForceDetachVolume:  reg((*State).applyForceDetachVolume),
 }
 
 type entry struct {

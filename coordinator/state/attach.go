@@ -24,6 +24,7 @@ const (
 	CmdBeginDetaching     CommandType = 51
 	CmdRollDetaching      CommandType = 52
 	CmdDetachVolume       CommandType = 53
+	CmdForceDetachVolume  CommandType = 54
 )
 
 // AttachModeNull is the attach mode of an attachment created without a
@@ -112,6 +113,17 @@ type DetachVolume struct {
 	At           time.Time `json:"at"`
 }
 
+// ForceDetachVolume is the admin os-force_detach: the named attachment,
+// or every attachment of the volume when AttachmentID is empty, is removed
+// whatever the volume's status, and the statuses are recomputed from the
+// attachments left.
+type ForceDetachVolume struct {
+	ID           string    `json:"id"`
+	ProjectID    string    `json:"project_id"`
+	AttachmentID string    `json:"attachment_id,omitempty"`
+	At           time.Time `json:"at"`
+}
+
 func (CreateAttachment) CommandType() CommandType   { return CmdCreateAttachment }
 func (UpdateAttachment) CommandType() CommandType   { return CmdUpdateAttachment }
 func (CompleteAttachment) CommandType() CommandType { return CmdCompleteAttachment }
@@ -122,6 +134,7 @@ func (AttachVolume) CommandType() CommandType       { return CmdAttachVolume }
 func (BeginDetaching) CommandType() CommandType     { return CmdBeginDetaching }
 func (RollDetaching) CommandType() CommandType      { return CmdRollDetaching }
 func (DetachVolume) CommandType() CommandType       { return CmdDetachVolume }
+func (ForceDetachVolume) CommandType() CommandType  { return CmdForceDetachVolume }
 
 func attachmentNotFound(id string) *Error {
 	return errorf(KindNotFound, "Volume attachment could not be found with filter: attachment_id = %s.", id)
@@ -471,6 +484,24 @@ func (s *State) applyDetachVolume(c *DetachVolume) *Error {
 		return nil
 	}
 	delete(s.d.Attachments, a.ID)
+	s.recompute(v.ID, c.At)
+	return nil
+}
+
+func (s *State) applyForceDetachVolume(c *ForceDetachVolume) *Error {
+	v, err := s.ownVolume(c.ID, c.ProjectID)
+	if err != nil {
+		return err
+	}
+	if c.AttachmentID != "" {
+		a := s.d.Attachments[c.AttachmentID]
+		if a == nil || a.VolumeID != v.ID {
+			return attachmentNotFound(c.AttachmentID)
+		}
+		delete(s.d.Attachments, a.ID)
+	} else {
+		s.clearAttachments(v.ID)
+	}
 	s.recompute(v.ID, c.At)
 	return nil
 }

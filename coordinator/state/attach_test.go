@@ -356,3 +356,46 @@ func TestAttachmentsSurviveSnapshot(t *testing.T) {
 		t.Fatal("restored state differs")
 	}
 }
+
+// TestForceDetach is os-force_detach: a named attachment, or every one,
+// goes whatever the volume's status; the statuses are recomputed from the
+// attachments left. Refusals change nothing.
+func TestForceDetach(t *testing.T) {
+	at := t0.Add(time.Hour)
+	for _, status := range []string{StatusAttaching, StatusInUse, StatusDetaching, StatusError, StatusMaintenance} {
+		t.Run(status, func(t *testing.T) {
+			s := attachFixture(t, StatusAvailable, true)
+			mustApply(t, s, AttachVolume{ID: vid(1), ProjectID: "p", AttachmentID: aid(1), InstanceUUID: inst1, Mountpoint: "/dev/vdb", At: t0})
+			mustApply(t, s, CreateAttachment{Attachment: Attachment{ID: aid(2), VolumeID: vid(1), ProjectID: "p",
+				InstanceUUID: "22222222-2222-4222-8222-222222222222", Connector: conn, CreatedAt: t0.Add(time.Minute)}})
+			setVolumeStatus(s, vid(1), status)
+			refusedUnchanged(t, s, ForceDetachVolume{ID: vid(1), ProjectID: "p", AttachmentID: aid(77), At: at}, KindNotFound)
+			refusedUnchanged(t, s, ForceDetachVolume{ID: vid(1), ProjectID: "q", AttachmentID: aid(1), At: at}, KindNotFound)
+			refusedUnchanged(t, s, ForceDetachVolume{ID: vid(2), ProjectID: "p", At: at}, KindNotFound)
+			// Detaching the attached one leaves the attaching one.
+			mustApply(t, s, ForceDetachVolume{ID: vid(1), ProjectID: "p", AttachmentID: aid(1), At: at})
+			v := s.Volume(vid(1))
+			if v.Status != StatusAttaching || v.AttachStatus != AttachAttaching || !v.UpdatedAt.Equal(at) {
+				t.Fatalf("after one: %s/%s %v", v.Status, v.AttachStatus, v.UpdatedAt)
+			}
+			if s.Attachment(aid(1)) != nil || s.Attachment(aid(2)) == nil {
+				t.Fatal("wrong attachment removed")
+			}
+			mustApply(t, s, AttachVolume{ID: vid(1), ProjectID: "p", AttachmentID: aid(3), HostName: "h", Mountpoint: "/dev/vdc", At: t0})
+			setVolumeStatus(s, vid(1), status)
+			// Without an ID every attachment goes.
+			mustApply(t, s, ForceDetachVolume{ID: vid(1), ProjectID: "p", At: at})
+			if v := s.Volume(vid(1)); v.Status != StatusAvailable || v.AttachStatus != AttachDetached {
+				t.Fatalf("after all: %s/%s", v.Status, v.AttachStatus)
+			}
+			if n := len(s.VolumeAttachments(vid(1))); n != 0 {
+				t.Fatalf("%d attachments left", n)
+			}
+			// Again with nothing attached: still available.
+			mustApply(t, s, ForceDetachVolume{ID: vid(1), ProjectID: "p", At: at.Add(time.Hour)})
+			if v := s.Volume(vid(1)); v.Status != StatusAvailable || v.AttachStatus != AttachDetached {
+				t.Fatalf("after none: %s/%s", v.Status, v.AttachStatus)
+			}
+		})
+	}
+}
