@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kilnstore/kiln/internal/testcluster"
 )
@@ -94,4 +95,21 @@ func TestAttachDetachOnCluster(t *testing.T) {
 
 	a.do(http.MethodDelete, "/volumes/"+vol+"?cascade=true", nil, http.StatusAccepted)
 	a.waitGone("/volumes/" + vol)
+}
+
+func TestAbandonedAttachStatesExpire(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Coordinators: 1, Agents: 1, TaskTimeout: 2 * time.Second})
+	a := api{t: t, c: c, project: "exp", node: 0}
+	vol := id(a.do(http.MethodPost, "/volumes", map[string]any{"volume": map[string]any{"size": 1}}, http.StatusAccepted), "volume")
+	a.waitVolume(vol, "available")
+	a.post("/volumes/"+vol+"/action", "3.0", `{"os-reserve":{}}`, http.StatusAccepted)
+	a.waitVolume(vol, "attaching")
+	// Nobody attaches: after task_timeout the leader unreserves it.
+	a.waitVolume(vol, "available")
+
+	a.post("/volumes/"+vol+"/action", "3.0", `{"os-attach":{"instance_uuid":"11111111-2222-4333-8444-555555555555","mountpoint":"/dev/vdb"}}`, http.StatusAccepted)
+	a.waitVolume(vol, "in-use")
+	a.post("/volumes/"+vol+"/action", "3.0", `{"os-begin_detaching":{}}`, http.StatusAccepted)
+	a.waitVolume(vol, "detaching")
+	a.waitVolume(vol, "in-use") // rolled back
 }

@@ -219,6 +219,7 @@ func (s *Server) leaderLoop(ctx context.Context) {
 		case <-tick.C:
 			s.reconcileMembers(ctx)
 			s.requeueTransitional()
+			s.expireAttachStates(ctx)
 		}
 	}
 }
@@ -358,6 +359,37 @@ func (s *Server) samePools(agent string, cmd state.RegisterAgent) bool {
 		}
 	}
 	return true
+}
+
+// expireAttachStates ends the attach states a client abandoned: a volume
+// reserved with os-reserve (attaching, no attachment) and never attached is
+// unreserved, and os-begin_detaching never followed by a detach is rolled
+// back, once task_timeout has passed. Attachments created through the
+// attachments API are left alone: Nova keeps reserved attachments for as
+// long as an instance is shelved, and Cinder never expires them either.
+func (s *Server) expireAttachStates(ctx context.Context) {
+	now := time.Now().UTC()
+	for _, status := range []string{state.StatusAttaching, state.StatusDetaching} {
+		for _, v := range s.fsm.State.Volumes(state.VolumeFilter{Status: status}) {
+			if now.Sub(v.UpdatedAt) <= s.cfg.TaskTimeout {
+				continue
+			}
+			var cmd state.Command
+			switch {
+			case status == state.StatusDetaching:
+				cmd = state.RollDetaching{ID: v.ID, At: now}
+			case len(s.fsm.State.VolumeAttachments(v.ID)) == 0:
+				cmd = state.UnreserveVolume{ID: v.ID, At: now}
+			default:
+				continue
+			}
+			if err := s.Apply(ctx, cmd); err != nil {
+				s.log.Warn("expiring an abandoned attach state failed", "volume_id", v.ID, "status", status, "err", err)
+				continue
+			}
+			s.log.Warn("abandoned attach state expired", "volume_id", v.ID, "status", status, "after", s.cfg.TaskTimeout)
+		}
+	}
 }
 
 // requeueTransitional hands every volume with pending work to the dispatcher.
