@@ -246,7 +246,7 @@ func (s *Server) place(ctx context.Context, log *slog.Logger, v *state.Volume) {
 		if src != "" {
 			pools = slices.DeleteFunc(pools, func(p placement.Pool) bool { return p.Name != src })
 		}
-		dec, err := s.engine.Place(req, pools, mrand.Float64)
+		best, err := s.engine.PlaceBest(req, pools, mrand.Float64)
 		if err != nil {
 			reason := err.Error()
 			if len(pools) == 0 {
@@ -259,7 +259,7 @@ func (s *Server) place(ctx context.Context, log *slog.Logger, v *state.Volume) {
 			s.applyLogged(ctx, log, state.VolumeCreateFailed{ID: v.ID, Final: true, Reason: reason, At: time.Now().UTC()})
 			return
 		}
-		p := dec.Pool
+		p := best
 		err = s.Apply(ctx, state.ScheduleVolume{ID: v.ID, Pool: p.Name, At: time.Now().UTC(),
 			TotalKind: p.TotalKind, TotalGB: p.TotalGB, FreeKind: rawFreeKind(p), FreeGB: s.rawFree(p)})
 		if err == nil {

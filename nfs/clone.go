@@ -64,10 +64,7 @@ func (d *Driver) createFrom(ctx context.Context, id, srcPrefix, srcID string, si
 	fail := func(err error) (storage.Volume, error) {
 		return storage.Volume{}, fmt.Errorf("nfs: create volume %s from %s %s in pool %q: %w", id, kind, srcID, d.cfg.Name, err)
 	}
-	if err := ctx.Err(); err != nil {
-		return fail(err)
-	}
-	unlock, err := d.ids.lockAll(ctx, volKey(id), srcPrefix+srcID)
+	unlock, err := d.lockIDs(ctx, volKey(id), srcPrefix+srcID)
 	if err != nil {
 		return fail(err)
 	}
@@ -76,14 +73,11 @@ func (d *Driver) createFrom(ctx context.Context, id, srcPrefix, srcID string, si
 	path := d.path(id)
 	size := sizeGiB * storage.GiB
 	vol := storage.Volume{ID: id, SizeBytes: size, Location: path}
-	exists, err := existing(path, size)
+	exists, err := d.existingSynced(path, size)
 	if err != nil {
 		return fail(err)
 	}
 	if exists {
-		if err := syncDir(d.cfg.Dir); err != nil {
-			return fail(err)
-		}
 		return vol, nil
 	}
 

@@ -2,10 +2,7 @@ package nfs
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 
 	"github.com/kilnstore/kiln/internal/storage"
 )
@@ -27,24 +24,15 @@ func (d *Driver) ExportVolume(ctx context.Context, id string, _ storage.Connecto
 	fail := func(err error) (storage.ConnectionInfo, error) {
 		return storage.ConnectionInfo{}, fmt.Errorf("nfs: export volume %s in pool %q: %w", id, d.cfg.Name, err)
 	}
-	if err := ctx.Err(); err != nil {
-		return fail(err)
-	}
-	unlock, err := d.ids.lock(ctx, volKey(id))
+	unlock, err := d.lockIDs(ctx, volKey(id))
 	if err != nil {
 		return fail(err)
 	}
 	defer unlock()
 
-	path := d.path(id)
-	fi, err := os.Lstat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fail(fmt.Errorf("volume %s does not exist: %w", id, storage.ErrNotFound))
-	case err != nil:
+	path, _, err := d.volumeFile(id)
+	if err != nil {
 		return fail(err)
-	case !fi.Mode().IsRegular():
-		return fail(fmt.Errorf("%s is not a regular file (mode %s)", path, fi.Mode()))
 	}
 	return storage.ConnectionInfo{
 		DriverVolumeType: DriverVolumeTypeLocal,

@@ -303,10 +303,7 @@ func (d *Driver) CreateVolume(ctx context.Context, id string, sizeGiB int64) (st
 	fail := func(err error) (storage.Volume, error) {
 		return storage.Volume{}, fmt.Errorf("nfs: create volume %s in pool %q: %w", id, d.cfg.Name, err)
 	}
-	if err := ctx.Err(); err != nil {
-		return fail(err)
-	}
-	unlock, err := d.ids.lock(ctx, volKey(id))
+	unlock, err := d.lockIDs(ctx, volKey(id))
 	if err != nil {
 		return fail(err)
 	}
@@ -315,16 +312,11 @@ func (d *Driver) CreateVolume(ctx context.Context, id string, sizeGiB int64) (st
 	path := d.path(id)
 	size := sizeGiB * storage.GiB
 	vol := storage.Volume{ID: id, SizeBytes: size, Location: path}
-	exists, err := existing(path, size)
+	exists, err := d.existingSynced(path, size)
 	if err != nil {
 		return fail(err)
 	}
 	if exists {
-		// A previous attempt may have died between rename and directory
-		// fsync; make sure the entry is durable before acknowledging.
-		if err := syncDir(d.cfg.Dir); err != nil {
-			return fail(err)
-		}
 		return vol, nil
 	}
 
@@ -340,6 +332,17 @@ func (d *Driver) CreateVolume(ctx context.Context, id string, sizeGiB int64) (st
 		return fail(err)
 	}
 	return vol, nil
+}
+
+// existingSynced is existing for a volume about to be acknowledged: when it
+// is there, a previous attempt may have died between rename and directory
+// fsync, so the directory entry is made durable first.
+func (d *Driver) existingSynced(path string, size int64) (bool, error) {
+	exists, err := existing(path, size)
+	if err != nil || !exists {
+		return exists, err
+	}
+	return true, syncDir(d.cfg.Dir)
 }
 
 // existing reports whether path already holds a volume of size bytes; any
@@ -501,10 +504,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, id string) error {
 	fail := func(err error) error {
 		return fmt.Errorf("nfs: delete volume %s in pool %q: %w", id, d.cfg.Name, err)
 	}
-	if err := ctx.Err(); err != nil {
-		return fail(err)
-	}
-	unlock, err := d.ids.lock(ctx, volKey(id))
+	unlock, err := d.lockIDs(ctx, volKey(id))
 	if err != nil {
 		return fail(err)
 	}
@@ -670,3 +670,19 @@ func noSpace(err error) error {
 }
 
 func gib(bytes int64) float64 { return float64(bytes) / float64(storage.GiB) }
+
+// volumeFile returns the path and file info of volume id, which must exist
+// as a regular file; a missing one wraps storage.ErrNotFound.
+func (d *Driver) volumeFile(id string) (string, fs.FileInfo, error) {
+	path := d.path(id)
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return path, nil, fmt.Errorf("volume %s does not exist: %w", id, storage.ErrNotFound)
+	case err != nil:
+		return path, nil, err
+	case !fi.Mode().IsRegular():
+		return path, nil, fmt.Errorf("%s is not a regular file (mode %s)", path, fi.Mode())
+	}
+	return path, fi, nil
+}

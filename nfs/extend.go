@@ -2,9 +2,7 @@ package nfs
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 
 	"github.com/kilnstore/kiln/internal/storage"
@@ -28,24 +26,15 @@ func (d *Driver) ExtendVolume(ctx context.Context, id string, newSizeGiB int64) 
 	fail := func(err error) error {
 		return fmt.Errorf("nfs: extend volume %s to %d GiB in pool %q: %w", id, newSizeGiB, d.cfg.Name, err)
 	}
-	if err := ctx.Err(); err != nil {
-		return fail(err)
-	}
-	unlock, err := d.ids.lock(ctx, volKey(id))
+	unlock, err := d.lockIDs(ctx, volKey(id))
 	if err != nil {
 		return fail(err)
 	}
 	defer unlock()
 
-	path := d.path(id)
-	fi, err := os.Lstat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fail(fmt.Errorf("volume %s does not exist: %w", id, storage.ErrNotFound))
-	case err != nil:
+	path, fi, err := d.volumeFile(id)
+	if err != nil {
 		return fail(err)
-	case !fi.Mode().IsRegular():
-		return fail(fmt.Errorf("%s is not a regular file (mode %s)", path, fi.Mode()))
 	}
 	cur, size := fi.Size(), newSizeGiB*storage.GiB
 	if cur > size {

@@ -101,3 +101,12 @@ func (k *keyedMutex) lockAll(ctx context.Context, keys ...string) (unlock func()
 	}
 	return release, nil
 }
+
+// lockIDs takes the lock keys of one operation (see volKey and snapKey),
+// failing first if ctx is already done.
+func (d *Driver) lockIDs(ctx context.Context, keys ...string) (unlock func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return d.ids.lockAll(ctx, keys...)
+}

@@ -48,10 +48,7 @@ func (d *Driver) CreateSnapshot(ctx context.Context, snapshotID, volumeID string
 	fail := func(err error) (storage.Snapshot, error) {
 		return storage.Snapshot{}, fmt.Errorf("nfs: create snapshot %s of volume %s in pool %q: %w", snapshotID, volumeID, d.cfg.Name, err)
 	}
-	if err := ctx.Err(); err != nil {
-		return fail(err)
-	}
-	unlock, err := d.ids.lockAll(ctx, snapKey(snapshotID), volKey(volumeID))
+	unlock, err := d.lockIDs(ctx, snapKey(snapshotID), volKey(volumeID))
 	if err != nil {
 		return fail(err)
 	}
@@ -203,10 +200,7 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, id string) error {
 	fail := func(err error) error {
 		return fmt.Errorf("nfs: delete snapshot %s in pool %q: %w", id, d.cfg.Name, err)
 	}
-	if err := ctx.Err(); err != nil {
-		return fail(err)
-	}
-	unlock, err := d.ids.lock(ctx, snapKey(id))
+	unlock, err := d.lockIDs(ctx, snapKey(id))
 	if err != nil {
 		return fail(err)
 	}
@@ -294,24 +288,15 @@ func (d *Driver) RevertToSnapshot(ctx context.Context, volumeID, snapshotID stri
 	fail := func(err error) error {
 		return fmt.Errorf("nfs: revert volume %s to snapshot %s in pool %q: %w", volumeID, snapshotID, d.cfg.Name, err)
 	}
-	if err := ctx.Err(); err != nil {
-		return fail(err)
-	}
-	unlock, err := d.ids.lockAll(ctx, volKey(volumeID), snapKey(snapshotID))
+	unlock, err := d.lockIDs(ctx, volKey(volumeID), snapKey(snapshotID))
 	if err != nil {
 		return fail(err)
 	}
 	defer unlock()
 
-	path := d.path(volumeID)
-	vfi, err := os.Lstat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fail(fmt.Errorf("volume %s does not exist: %w", volumeID, storage.ErrNotFound))
-	case err != nil:
+	path, vfi, err := d.volumeFile(volumeID)
+	if err != nil {
 		return fail(err)
-	case !vfi.Mode().IsRegular():
-		return fail(fmt.Errorf("%s is not a regular file (mode %s)", path, vfi.Mode()))
 	}
 	src, sfi, err := openRegular(d.snapPath(snapshotID))
 	if errors.Is(err, fs.ErrNotExist) {

@@ -113,7 +113,23 @@ func BenchmarkPlace10kPoolsAllWeighers(b *testing.B) {
 	benchmarkPlace(b, cfg, r.Float64)
 }
 
+// BenchmarkPlaceBest10kPools is the leader's path: PlaceBest, which builds
+// no ranked or rejected lists when a pool fits.
+func BenchmarkPlaceBest10kPools(b *testing.B) {
+	benchmarkPlaceWith(b, DefaultConfig(), nil, func(e *Engine, req Request, pools []Pool, rnd func() float64) error {
+		_, err := e.PlaceBest(req, pools, rnd)
+		return err
+	})
+}
+
 func benchmarkPlace(b *testing.B, cfg Config, rnd func() float64) {
+	benchmarkPlaceWith(b, cfg, rnd, func(e *Engine, req Request, pools []Pool, rnd func() float64) error {
+		_, err := e.Place(req, pools, rnd)
+		return err
+	})
+}
+
+func benchmarkPlaceWith(b *testing.B, cfg Config, rnd func() float64, place func(*Engine, Request, []Pool, func() float64) error) {
 	e := mustEngine(b, cfg)
 	pools := benchPools(10000, 42)
 	req := benchRequest()
@@ -126,7 +142,7 @@ func benchmarkPlace(b *testing.B, cfg Config, rnd func() float64) {
 	b.ReportAllocs()
 	for b.Loop() {
 		start := time.Now()
-		if _, err := e.Place(req, pools, rnd); err != nil {
+		if err := place(e, req, pools, rnd); err != nil {
 			b.Fatal(err)
 		}
 		laps = append(laps, time.Since(start))

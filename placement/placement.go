@@ -287,6 +287,19 @@ type Rejection struct {
 // (and shared with the error). A negative size is an error wrapping
 // storage.ErrInvalid. Place reads pools and req and never modifies them.
 func (e *Engine) Place(req Request, pools []Pool, rnd func() float64) (Decision, error) {
+	return e.place(req, pools, rnd, true)
+}
+
+// PlaceBest is Place for callers that need only the chosen pool (the
+// leader's placement): when a pool fits it builds neither the ranked nor the
+// rejected list, which are most of a decision's allocations. The choice is
+// Place's, tie-break included; when no pool fits the error is Place's.
+func (e *Engine) PlaceBest(req Request, pools []Pool, rnd func() float64) (Pool, error) {
+	d, err := e.place(req, pools, rnd, false)
+	return d.Pool, err
+}
+
+func (e *Engine) place(req Request, pools []Pool, rnd func() float64, full bool) (Decision, error) {
 	if req.SizeGB < 0 {
 		return Decision{}, fmt.Errorf("placement: %w: size %d GiB is negative", storage.ErrInvalid, req.SizeGB)
 	}
@@ -333,7 +346,7 @@ func (e *Engine) Place(req Request, pools []Pool, rnd func() float64) (Decision,
 	}
 
 	var d Decision
-	if len(alive) < n {
+	if len(alive) < n && (full || len(alive) == 0) {
 		texts := r.finish()
 		d.Rejected = make([]Rejection, n-len(alive))
 		j := 0
@@ -355,10 +368,27 @@ func (e *Engine) Place(req Request, pools []Pool, rnd func() float64) (Decision,
 	}
 
 	total := e.combine(raw, len(alive))
+	if !full {
+		d.Pool = pools[alive[bestOf(total, alive, pools)]]
+		return d, nil
+	}
 	d.Ranked = make([]Scored, len(alive))
 	for j, i := range alive {
 		d.Ranked[j] = Scored{Pool: pools[i].Name, Weight: total[j]}
 	}
 	d.Pool = pools[alive[sortRanked(d.Ranked)]]
 	return d, nil
+}
+
+// bestOf returns the index into alive of the pool sortRanked would put
+// first: highest weight, then pool name, then input position.
+func bestOf(total []float64, alive []int32, pools []Pool) int {
+	best := 0
+	for j := 1; j < len(alive); j++ {
+		kj, kb := descKey(total[j]), descKey(total[best])
+		if kj < kb || (kj == kb && pools[alive[j]].Name < pools[alive[best]].Name) {
+			best = j
+		}
+	}
+	return best
 }

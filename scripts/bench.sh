@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
 # Target 1: one placement decision over 10,000 pools.
-go test -run '^$' -bench 'Place10k' -benchmem -count 5 ./placement/
+go test -run '^$' -bench 'Place(Best)?10k' -benchmem -count 5 ./placement/
 # Target 6 (part): Raft snapshot + restore of 100,000 volumes.
 go test -run '^$' -bench 'SnapshotRestore100k' -benchtime 3x ./coordinator/state/
 # Target 2: creates accepted by 3 coordinators from 64 clients (with real and

@@ -221,24 +221,9 @@ func (s *server) createAttachment(c *fiber.Ctx) error {
 		return err
 	}
 	ri := info(c)
-	body, err := decodeBody(c)
+	att, err := decodeWrapped(c, "attachment")
 	if err != nil {
 		return err
-	}
-	top, err := requireObject(body)
-	if err != nil {
-		return err
-	}
-	if err := rejectExtra("", top, "attachment"); err != nil {
-		return err
-	}
-	raw, ok := top["attachment"]
-	if !ok {
-		return requiredProperty("attachment")
-	}
-	att, ok := raw.(object)
-	if !ok {
-		return typeError("attachment", raw, "object")
 	}
 	allowed := []string{"volume_uuid", "instance_uuid", "connector"}
 	if ri.Version.atLeast(mvAttachMode) {
@@ -359,24 +344,9 @@ func (s *server) updateAttachment(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	body, err := decodeBody(c)
+	att, err := decodeWrapped(c, "attachment")
 	if err != nil {
 		return err
-	}
-	top, err := requireObject(body)
-	if err != nil {
-		return err
-	}
-	if err := rejectExtra("", top, "attachment"); err != nil {
-		return err
-	}
-	raw, ok := top["attachment"]
-	if !ok {
-		return requiredProperty("attachment")
-	}
-	att, ok := raw.(object)
-	if !ok {
-		return typeError("attachment", raw, "object")
 	}
 	if err := rejectExtra("attachment", att, "connector"); err != nil {
 		return err

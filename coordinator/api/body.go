@@ -98,6 +98,53 @@ func requiredProperty(name string) error {
 	return badRequest("'%s' is a required property", name)
 }
 
+// decodeObject decodes the request body, which must be a JSON object.
+func decodeObject(c *fiber.Ctx) (object, error) {
+	body, err := decodeBody(c)
+	if err != nil {
+		return nil, err
+	}
+	return requireObject(body)
+}
+
+// unwrap returns the value of a body {key: value} that has no other key.
+func unwrap(body any, key string) (any, error) {
+	top, err := requireObject(body)
+	if err != nil {
+		return nil, err
+	}
+	if err := rejectExtra("", top, key); err != nil {
+		return nil, err
+	}
+	raw, ok := top[key]
+	if !ok {
+		return nil, requiredProperty(key)
+	}
+	return raw, nil
+}
+
+// unwrapObject is unwrap for a body whose value must be an object.
+func unwrapObject(body any, key string) (object, error) {
+	raw, err := unwrap(body, key)
+	if err != nil {
+		return nil, err
+	}
+	obj, ok := raw.(object)
+	if !ok {
+		return nil, typeError(key, raw, "object")
+	}
+	return obj, nil
+}
+
+// decodeWrapped decodes a request body {key: {...}} and returns its object.
+func decodeWrapped(c *fiber.Ctx, key string) (object, error) {
+	body, err := decodeBody(c)
+	if err != nil {
+		return nil, err
+	}
+	return unwrapObject(body, key)
+}
+
 // rejectExtra refuses keys of obj not in allowed (additionalProperties:
 // false). field names the object for nested ones ("" at the top level).
 func rejectExtra(field string, obj object, allowed ...string) error {

@@ -184,3 +184,64 @@ func (s *server) nextLink(c *fiber.Ctx, lastID string) []fiber.Map {
 }
 
 func cmpString(a, b string) int { return cmp.Compare(a, b) }
+
+// listQuery is a parsed query of a filtered resource list (volumes,
+// snapshots).
+type listQuery[T any] struct {
+	page pageQuery
+	// project restricts to one project ("" = all, with all_tenants).
+	project   string
+	match     []func(T) bool
+	withCount bool
+}
+
+// parseListQuery reads with_count, all_tenants and the filters of a list
+// query whose page is parsed. Unknown filter keys are a 400 from
+// microversion 3.31 (Cinder's reject_invalid_filters) and ignored before
+// (remove_invalid_filter_options); filters not yet available at the
+// request's microversion are ignored.
+func parseListQuery[T any](c *fiber.Ctx, page pageQuery, filterKeys []string,
+	available func(key string, v apiVersion) bool,
+	matcher func(key, raw string, v apiVersion) (func(T) bool, error),
+) (*listQuery[T], error) {
+	ri := info(c)
+	q := &listQuery[T]{page: page, project: ri.Project}
+	var err error
+	if ri.Version.atLeast(mvWithCount) {
+		if q.withCount, err = boolParam(c, "with_count"); err != nil {
+			return nil, err
+		}
+	}
+	allTenants, err := boolParam(c, "all_tenants")
+	if err != nil {
+		return nil, err
+	}
+	if allTenants {
+		q.project = ""
+	}
+	var invalid []string
+	for _, key := range queryKeys(c) {
+		if slices.Contains(paginationParams, key) || key == "with_count" && ri.Version.atLeast(mvWithCount) || key == "all_tenants" {
+			continue
+		}
+		raw, _ := queryValue(c, key)
+		if !slices.Contains(filterKeys, key) {
+			if ri.Version.atLeast(mvResourceFilter) {
+				invalid = append(invalid, key)
+			}
+			continue
+		}
+		if !available(key, ri.Version) {
+			continue
+		}
+		m, err := matcher(key, raw, ri.Version)
+		if err != nil {
+			return nil, err
+		}
+		q.match = append(q.match, m)
+	}
+	if len(invalid) > 0 {
+		return nil, badRequest("Invalid filters %s are found in query options.", strings.Join(invalid, ","))
+	}
+	return q, nil
+}

@@ -101,11 +101,7 @@ func (s *server) listMetadata(c *fiber.Ctx, r *metadataResource) error {
 // metadataBody validates a body holding one metadata object under key
 // ("metadata" or "meta").
 func (r *metadataResource) metadataBody(c *fiber.Ctx, key string) (map[string]string, any, error) {
-	body, err := decodeBody(c)
-	if err != nil {
-		return nil, nil, err
-	}
-	top, err := requireObject(body)
+	top, err := decodeObject(c)
 	if err != nil {
 		return nil, nil, err
 	}

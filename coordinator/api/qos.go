@@ -101,11 +101,7 @@ func (s *server) listQoS(c *fiber.Ctx) error {
 // present), consumer and the other keys as specs. Spec values must be
 // strings or numbers (kept as their text); Cinder stores str() of anything.
 func qosBody(c *fiber.Ctx) (object, map[string]string, string, error) {
-	body, err := decodeBody(c)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	top, err := requireObject(body)
+	top, err := decodeObject(c)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -231,11 +227,7 @@ func (s *server) deleteQoS(c *fiber.Ctx) error {
 
 // deleteQoSKeys is PUT qos-specs/{id}/delete_keys {"keys": [...]} (202).
 func (s *server) deleteQoSKeys(c *fiber.Ctx) error {
-	body, err := decodeBody(c)
-	if err != nil {
-		return err
-	}
-	top, err := requireObject(body)
+	top, err := decodeObject(c)
 	if err != nil {
 		return err
 	}

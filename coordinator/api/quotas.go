@@ -71,20 +71,9 @@ func (s *server) showQuotaDefaults(c *fiber.Ctx) error {
 
 // parseQuotaSet validates a quota update body against the known resources.
 func parseQuotaSet(body any, known map[string]int64) (map[string]int64, error) {
-	top, err := requireObject(body)
+	set, err := unwrapObject(body, "quota_set")
 	if err != nil {
 		return nil, err
-	}
-	if err := rejectExtra("", top, "quota_set"); err != nil {
-		return nil, err
-	}
-	raw, ok := top["quota_set"]
-	if !ok {
-		return nil, requiredProperty("quota_set")
-	}
-	set, ok := raw.(object)
-	if !ok {
-		return nil, typeError("quota_set", raw, "object")
 	}
 	if len(set) == 0 {
 		return nil, fieldError("quota_set", set, "{} does not have enough properties")

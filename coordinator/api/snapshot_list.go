@@ -2,8 +2,6 @@ package api
 
 import (
 	"cmp"
-	"slices"
-	"strings"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -68,12 +66,7 @@ func snapshotFilterAvailable(key string, v apiVersion) bool {
 }
 
 // snapshotQuery is a parsed snapshot list query.
-type snapshotQuery struct {
-	page      pageQuery
-	project   string // "" = all projects (all_tenants)
-	match     []func(*state.Snapshot) bool
-	withCount bool
-}
+type snapshotQuery = listQuery[*state.Snapshot]
 
 func (s *server) parseSnapshotQuery(c *fiber.Ctx, st *state.State) (*snapshotQuery, error) {
 	ri := info(c)
@@ -85,44 +78,10 @@ func (s *server) parseSnapshotQuery(c *fiber.Ctx, st *state.State) (*snapshotQue
 	if err != nil {
 		return nil, err
 	}
-	q := &snapshotQuery{page: page, project: ri.Project}
-	if ri.Version.atLeast(mvWithCount) {
-		if q.withCount, err = boolParam(c, "with_count"); err != nil {
-			return nil, err
-		}
-	}
-	allTenants, err := boolParam(c, "all_tenants")
-	if err != nil {
-		return nil, err
-	}
-	if allTenants {
-		q.project = ""
-	}
-	var invalid []string
-	for _, key := range queryKeys(c) {
-		if slices.Contains(paginationParams, key) || key == "with_count" && ri.Version.atLeast(mvWithCount) || key == "all_tenants" {
-			continue
-		}
-		raw, _ := queryValue(c, key)
-		if !slices.Contains(snapshotFilterKeys, key) {
-			if ri.Version.atLeast(mvResourceFilter) {
-				invalid = append(invalid, key)
-			}
-			continue
-		}
-		if !snapshotFilterAvailable(key, ri.Version) {
-			continue
-		}
-		m, err := snapshotMatcher(st, key, raw, ri.Version)
-		if err != nil {
-			return nil, err
-		}
-		q.match = append(q.match, m)
-	}
-	if len(invalid) > 0 {
-		return nil, badRequest("Invalid filters %s are found in query options.", strings.Join(invalid, ","))
-	}
-	return q, nil
+	return parseListQuery(c, page, snapshotFilterKeys, snapshotFilterAvailable,
+		func(key, raw string, ver apiVersion) (func(*state.Snapshot) bool, error) {
+			return snapshotMatcher(st, key, raw, ver)
+		})
 }
 
 // snapshotMatcher builds the predicate of one filter.
@@ -185,13 +144,7 @@ func (s *server) snapshotList(c *fiber.Ctx, detail bool) error {
 		}
 		marker = &m
 	}
-	all := st.Snapshots(state.SnapshotFilter{ProjectID: q.project})
-	matched := all[:0]
-	for _, sn := range all {
-		if matchAll(sn, q.match) {
-			matched = append(matched, sn)
-		}
-	}
+	matched := keepMatching(st.Snapshots(state.SnapshotFilter{ProjectID: q.project}), q.match)
 	count := len(matched)
 	page, full := window(matched, q.page, compareBy(q.page.Sort, snapshotField), marker)
 	items := make([]fiber.Map, len(page))

@@ -107,26 +107,7 @@ func snapshotText(obj object, key string) (string, bool, error) {
 
 // snapshotBody returns the "snapshot" object of a create or update body.
 func snapshotBody(c *fiber.Ctx) (object, error) {
-	body, err := decodeBody(c)
-	if err != nil {
-		return nil, err
-	}
-	top, err := requireObject(body)
-	if err != nil {
-		return nil, err
-	}
-	if err := rejectExtra("", top, "snapshot"); err != nil {
-		return nil, err
-	}
-	raw, ok := top["snapshot"]
-	if !ok {
-		return nil, requiredProperty("snapshot")
-	}
-	snap, ok := raw.(object)
-	if !ok {
-		return nil, typeError("snapshot", raw, "object")
-	}
-	return snap, nil
+	return decodeWrapped(c, "snapshot")
 }
 
 // createSnapshotRequest is a validated POST snapshots body.

@@ -188,24 +188,9 @@ func descriptionField(v any) (*string, error) {
 
 // typeBody returns the "volume_type" object of a body, allowing keys.
 func typeBody(c *fiber.Ctx, keys ...string) (object, error) {
-	body, err := decodeBody(c)
+	vt, err := decodeWrapped(c, "volume_type")
 	if err != nil {
 		return nil, err
-	}
-	top, err := requireObject(body)
-	if err != nil {
-		return nil, err
-	}
-	if err := rejectExtra("", top, "volume_type"); err != nil {
-		return nil, err
-	}
-	raw, ok := top["volume_type"]
-	if !ok {
-		return nil, requiredProperty("volume_type")
-	}
-	vt, ok := raw.(object)
-	if !ok {
-		return nil, typeError("volume_type", raw, "object")
 	}
 	if err := rejectExtra("volume_type", vt, keys...); err != nil {
 		return nil, err
@@ -336,16 +321,9 @@ func (s *server) createExtraSpecs(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	top, err := requireObject(body)
+	raw, err := unwrap(body, "extra_specs")
 	if err != nil {
 		return err
-	}
-	if err := rejectExtra("", top, "extra_specs"); err != nil {
-		return err
-	}
-	raw, ok := top["extra_specs"]
-	if !ok {
-		return requiredProperty("extra_specs")
 	}
 	specs, err := stringMap("extra_specs", raw, false, true, specKey)
 	if err != nil {

@@ -3,7 +3,6 @@ package api
 import (
 	"cmp"
 	"encoding/json"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -68,61 +67,15 @@ var volumeFilterKeys = []string{
 }
 
 // volumeQuery is a parsed list query.
-type volumeQuery struct {
-	page pageQuery
-	// project restricts to one project ("" = all, with all_tenants).
-	project   string
-	match     []func(*state.Volume) bool
-	withCount bool
-}
+type volumeQuery = listQuery[*state.Volume]
 
-// parseVolumeQuery reads a volumes list query. Unknown filter keys are a
-// 400 from microversion 3.31 (Cinder's reject_invalid_filters) and ignored
-// before (remove_invalid_filter_options).
+// parseVolumeQuery reads a volumes list query (see parseListQuery).
 func (s *server) parseVolumeQuery(c *fiber.Ctx) (*volumeQuery, error) {
-	ri := info(c)
 	page, err := s.parsePage(c, volumeSortKeys, volumeSortAliases)
 	if err != nil {
 		return nil, err
 	}
-	q := &volumeQuery{page: page, project: ri.Project}
-	if ri.Version.atLeast(mvWithCount) {
-		if q.withCount, err = boolParam(c, "with_count"); err != nil {
-			return nil, err
-		}
-	}
-	allTenants, err := boolParam(c, "all_tenants")
-	if err != nil {
-		return nil, err
-	}
-	if allTenants {
-		q.project = ""
-	}
-	var invalid []string
-	for _, key := range queryKeys(c) {
-		if slices.Contains(paginationParams, key) || key == "with_count" && ri.Version.atLeast(mvWithCount) || key == "all_tenants" {
-			continue
-		}
-		raw, _ := queryValue(c, key)
-		if !slices.Contains(volumeFilterKeys, key) {
-			if ri.Version.atLeast(mvResourceFilter) {
-				invalid = append(invalid, key)
-			}
-			continue
-		}
-		if !filterAvailable(key, ri.Version) {
-			continue
-		}
-		m, err := volumeMatcher(key, raw, ri.Version)
-		if err != nil {
-			return nil, err
-		}
-		q.match = append(q.match, m)
-	}
-	if len(invalid) > 0 {
-		return nil, badRequest("Invalid filters %s are found in query options.", strings.Join(invalid, ","))
-	}
-	return q, nil
+	return parseListQuery(c, page, volumeFilterKeys, filterAvailable, volumeMatcher)
 }
 
 // filterAvailable tells whether a filter exists at the request's
@@ -418,13 +371,7 @@ func (s *server) volumeList(c *fiber.Ctx, detail bool) error {
 		}
 		marker = &m
 	}
-	all := st.Volumes(state.VolumeFilter{ProjectID: q.project})
-	matched := all[:0]
-	for _, v := range all {
-		if matchAll(v, q.match) {
-			matched = append(matched, v)
-		}
-	}
+	matched := keepMatching(st.Volumes(state.VolumeFilter{ProjectID: q.project}), q.match)
 	count := len(matched)
 	page, full := window(matched, q.page, compareBy(q.page.Sort, volumeField), marker)
 	items := make([]fiber.Map, len(page))
@@ -443,6 +390,18 @@ func (s *server) volumeList(c *fiber.Ctx, detail bool) error {
 		body["count"] = count
 	}
 	return c.JSON(body)
+}
+
+// keepMatching filters all in place to the items satisfying every filter
+// predicate.
+func keepMatching[T any](all []T, preds []func(T) bool) []T {
+	matched := all[:0]
+	for _, x := range all {
+		if matchAll(x, preds) {
+			matched = append(matched, x)
+		}
+	}
+	return matched
 }
 
 // matchAll reports whether x satisfies every filter predicate.

@@ -52,20 +52,9 @@ func (s *server) showVolume(c *fiber.Ctx) error {
 // parseUpdateVolume validates a PUT volumes/{id} body (schemas/volumes.py
 // update: no unknown keys at any microversion; from 3.53 at least one key).
 func parseUpdateVolume(body any, ver apiVersion, cmd state.UpdateVolume) (state.UpdateVolume, error) {
-	top, err := requireObject(body)
+	vol, err := unwrapObject(body, "volume")
 	if err != nil {
 		return cmd, err
-	}
-	if err := rejectExtra("", top, "volume"); err != nil {
-		return cmd, err
-	}
-	raw, ok := top["volume"]
-	if !ok {
-		return cmd, requiredProperty("volume")
-	}
-	vol, ok := raw.(object)
-	if !ok {
-		return cmd, typeError("volume", raw, "object")
 	}
 	if err := rejectExtra("volume", vol, "name", "description", "display_name", "display_description", "metadata"); err != nil {
 		return cmd, err
