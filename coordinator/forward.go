@@ -35,7 +35,11 @@ type forwarder struct {
 }
 
 func newForwarder(s *Server) *forwarder {
-	return &forwarder{s: s, http: &http.Client{Timeout: applyTimeout + 2*time.Second}}
+	// Followers forward every write to one leader: keep enough idle
+	// connections to it that bursts do not redial (the default keeps 2).
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 128
+	return &forwarder{s: s, http: &http.Client{Timeout: applyTimeout + 2*time.Second, Transport: tr}}
 }
 
 // Apply proposes cmd and waits until the local replica has applied it.
