@@ -35,11 +35,7 @@ type forwarder struct {
 }
 
 func newForwarder(s *Server) *forwarder {
-	// Followers forward every write to one leader: keep enough idle
-	// connections to it that bursts do not redial (the default keeps 2).
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 128
-	return &forwarder{s: s, http: &http.Client{Timeout: applyTimeout + 2*time.Second, Transport: tr}}
+	return &forwarder{s: s, http: &http.Client{Timeout: applyTimeout + 2*time.Second}}
 }
 
 // Apply proposes cmd and waits until the local replica has applied it.

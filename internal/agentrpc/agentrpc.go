@@ -214,11 +214,7 @@ type Client struct {
 
 // NewClient returns a client whose calls time out after timeout.
 func NewClient(timeout time.Duration) *Client {
-	// The leader calls each agent for every volume operation: keep idle
-	// connections per agent (the default transport keeps 2) so bursts reuse them.
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 64
-	return &Client{HTTP: &http.Client{Timeout: timeout, Transport: tr}}
+	return &Client{HTTP: &http.Client{Timeout: timeout}}
 }
 
 type ctxKey struct{}
