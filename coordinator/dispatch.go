@@ -261,7 +261,7 @@ func (s *Server) place(ctx context.Context, log *slog.Logger, v *state.Volume) {
 		}
 		p := best
 		err = s.Apply(ctx, state.ScheduleVolume{ID: v.ID, Pool: p.Name, At: time.Now().UTC(),
-			TotalKind: p.TotalKind, TotalGB: p.TotalGB, FreeKind: rawFreeKind(p), FreeGB: s.rawFree(p)})
+			TotalKind: p.TotalKind, TotalGB: p.TotalGB, FreeKind: p.FreeKind, FreeGB: s.rawFree(p)})
 		if err == nil {
 			log.Debug("volume placed", "pool", p.Name, "candidates", len(pools))
 			return
@@ -299,8 +299,6 @@ func (s *Server) noPoolsReason(sizeGB int64) string {
 	}
 	return fmt.Sprintf("no valid pool for %d GiB: %s", sizeGB, strings.Join(parts, "; "))
 }
-
-func rawFreeKind(p placement.Pool) storage.CapacityKind { return p.FreeKind }
 
 // rawFree returns the gossiped free capacity (before the thick-accounting
 // adjustment PlacementPool applies, which Apply re-applies itself).

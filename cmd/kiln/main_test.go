@@ -23,7 +23,10 @@ import (
 // SIGKILLs the leader process.
 func TestProcessesFormClusterAndSurviveLeaderKill(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binary and runs processes")
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true: this process-level test must run; do not pass -short in CI")
+		}
+		t.Skip("SKIPPED with -short: builds the binary and runs processes")
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "kiln")
