@@ -44,8 +44,12 @@ type Config struct {
 	StatsInterval time.Duration
 	// Drivers serve the agent's pools, one pool each.
 	Drivers []Driver
-	Version string
-	Logger  *slog.Logger
+	// Background runs for the agent's lifetime, each in its own goroutine,
+	// until the context is cancelled at Leave (e.g. the iSCSI export
+	// keeper that re-creates exports after tgtd restarts).
+	Background []func(ctx context.Context)
+	Version    string
+	Logger     *slog.Logger
 }
 
 // Agent is a running agent.
@@ -162,6 +166,13 @@ func Start(cfg Config) (*Agent, error) {
 	}
 	a.wg.Add(1)
 	go a.publishLoop()
+	for _, run := range cfg.Background {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			run(a.ctx)
+		}()
+	}
 	ok = true
 	a.log.Info("agent started", "rpc", a.RPCAddr(), "serf", n.Addr(), "pools", a.order)
 	return a, nil

@@ -59,8 +59,10 @@ type Driver interface {
 	ListSnapshots(ctx context.Context) ([]storage.Snapshot, error)
 
 	// ExportVolume makes the volume reachable for connector and returns
-	// Cinder's connection_info; idempotent.
-	ExportVolume(ctx context.Context, id string, connector storage.Connector) (storage.ConnectionInfo, error)
+	// Cinder's connection_info; idempotent. auth carries the CHAP
+	// credentials the coordinator keeps for the volume (zero for pools that
+	// do not authenticate).
+	ExportVolume(ctx context.Context, id string, connector storage.Connector, auth storage.Credentials) (storage.ConnectionInfo, error)
 	// UnexportVolume removes the export for connector (a zero connector:
 	// every export of the volume); a missing export is a success.
 	UnexportVolume(ctx context.Context, id string, connector storage.Connector) error

@@ -185,7 +185,7 @@ func TestAgentRPCLifecycle(t *testing.T) {
 	// Export: local connection info naming the agent; idempotent.
 	conn := storage.Connector{Host: "compute-1", IP: "10.0.0.5", Initiator: "iqn.1993-08.org.debian:01:abc", Platform: "x86_64", OSType: "linux"}
 	for range 2 {
-		ci, err := c.ExportVolume(ctx, addr, "p1", id1, conn)
+		ci, err := c.ExportVolume(ctx, addr, "p1", id1, conn, storage.Credentials{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -392,9 +392,9 @@ func TestAgentRPCLifecycleRejectsBadInput(t *testing.T) {
 			agentrpc.CodeNotFound, storage.ErrNotFound},
 		"revert: another volume's snapshot": {func() error { return c.RevertToSnapshot(ctx, addr, "p1", id4, sn1) },
 			agentrpc.CodeInvalid, storage.ErrInvalid},
-		"export: missing volume": {func() error { _, err := c.ExportVolume(ctx, addr, "p1", id3, conn); return err },
+		"export: missing volume": {func() error { _, err := c.ExportVolume(ctx, addr, "p1", id3, conn, storage.Credentials{}); return err },
 			agentrpc.CodeNotFound, storage.ErrNotFound},
-		"export: bad id": {func() error { _, err := c.ExportVolume(ctx, addr, "p1", "x", conn); return err },
+		"export: bad id": {func() error { _, err := c.ExportVolume(ctx, addr, "p1", "x", conn, storage.Credentials{}); return err },
 			agentrpc.CodeInvalid, storage.ErrInvalid},
 		"unexport: bad id": {func() error { return c.UnexportVolume(ctx, addr, "p1", "x", conn) },
 			agentrpc.CodeInvalid, storage.ErrInvalid},

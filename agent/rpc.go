@@ -319,7 +319,11 @@ func (a *Agent) handleExport(w http.ResponseWriter, r *http.Request) {
 		c.log = c.log.With("connector_host", req.Connector.Host)
 		c.changes = false
 		return c.run(func(ctx context.Context) error {
-			ci, err := c.d.ExportVolume(ctx, c.id, *req.Connector)
+			var auth storage.Credentials
+			if req.Auth != nil {
+				auth = *req.Auth
+			}
+			ci, err := c.d.ExportVolume(ctx, c.id, *req.Connector, auth)
 			if err != nil {
 				return err
 			}
@@ -329,7 +333,7 @@ func (a *Agent) handleExport(w http.ResponseWriter, r *http.Request) {
 			if data == nil {
 				data = map[string]any{}
 			}
-			if _, ok := data["host"]; !ok {
+			if _, ok := data["host"]; !ok && ci.DriverVolumeType == "local" {
 				data["host"] = c.a.cfg.Name
 			}
 			ci.Data = data

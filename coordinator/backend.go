@@ -2,8 +2,11 @@ package coordinator
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"sort"
+	"strings"
+	"time"
 
 	"github.com/kilnstore/kiln/coordinator/api"
 	"github.com/kilnstore/kiln/coordinator/state"
@@ -84,7 +87,60 @@ func (b *apiBackend) Export(ctx context.Context, volumeID string, c storage.Conn
 	if err != nil {
 		return storage.ConnectionInfo{}, err
 	}
-	return b.s.client.ExportVolume(ctx, addr, p.Info.Name, volumeID, c)
+	var auth storage.Credentials
+	if p.Info.Protocol == protocolISCSI {
+		if auth, err = b.chap(ctx, volumeID); err != nil {
+			return storage.ConnectionInfo{}, err
+		}
+	}
+	return b.s.client.ExportVolume(ctx, addr, p.Info.Name, volumeID, c, auth)
+}
+
+// protocolISCSI is the storage_protocol of pools whose exports need CHAP
+// credentials from the coordinator.
+const protocolISCSI = "iSCSI"
+
+// chap returns the volume's CHAP credentials, generating and recording
+// them (through Raft, so every coordinator and every later export agrees)
+// at the first export, as Cinder does in create_export.
+func (b *apiBackend) chap(ctx context.Context, volumeID string) (storage.Credentials, error) {
+	v := b.s.fsm.State.Volume(volumeID)
+	if v == nil {
+		return storage.Credentials{}, fmt.Errorf("volume %s: %w", volumeID, storage.ErrNotFound)
+	}
+	if v.ProviderAuth == "" {
+		cmd := state.SetProviderAuth{ID: volumeID, Auth: "CHAP " + randomAlnum(20) + " " + randomAlnum(16), At: time.Now().UTC()}
+		if err := b.s.Apply(ctx, cmd); err != nil {
+			return storage.Credentials{}, fmt.Errorf("record CHAP credentials of volume %s: %w", volumeID, err)
+		}
+		if v = b.s.fsm.State.Volume(volumeID); v == nil {
+			return storage.Credentials{}, fmt.Errorf("volume %s: %w", volumeID, storage.ErrNotFound)
+		}
+	}
+	f := strings.Fields(v.ProviderAuth)
+	if len(f) != 3 || f[0] != "CHAP" {
+		return storage.Credentials{}, fmt.Errorf("volume %s has a malformed provider_auth", volumeID)
+	}
+	return storage.Credentials{Method: f[0], Username: f[1], Secret: f[2]}, nil
+}
+
+const alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// randomAlnum returns n characters from crypto/rand without modulo bias.
+func randomAlnum(n int) string {
+	out := make([]byte, 0, n)
+	var buf [64]byte
+	for len(out) < n {
+		if _, err := rand.Read(buf[:]); err != nil {
+			panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on Linux
+		}
+		for _, c := range buf {
+			if int(c) < 256/len(alnum)*len(alnum) && len(out) < n {
+				out = append(out, alnum[int(c)%len(alnum)])
+			}
+		}
+	}
+	return string(out)
 }
 
 func (b *apiBackend) Unexport(ctx context.Context, volumeID string, c storage.Connector) error {

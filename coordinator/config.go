@@ -54,6 +54,11 @@ type Config struct {
 	// ReconcileInterval is how often the leader re-drives transitional
 	// volumes and refreshes agent registrations.
 	ReconcileInterval time.Duration
+	// InventoryInterval is how often the leader compares every agent's
+	// pools with Raft (missing volumes, orphans) besides doing so when an
+	// agent joins or restarts and on gaining leadership; default 10 min,
+	// negative: only on those events.
+	InventoryInterval time.Duration
 	// AgentClient calls agents; nil uses the HTTP client of internal/agentrpc.
 	AgentClient AgentClient
 	// Version is reported in gossip tags.
@@ -108,6 +113,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = 30 * time.Second
+	}
+	if c.InventoryInterval == 0 {
+		c.InventoryInterval = 10 * time.Minute
 	}
 	if c.Placement.Filters == nil && c.Placement.Weighers == nil && c.Placement.CapacityWeightMultiplier == 0 {
 		c.Placement = placement.DefaultConfig()

@@ -29,7 +29,7 @@ type AgentClient interface {
 	RevertToSnapshot(ctx context.Context, addr, pool, volumeID, snapshotID string) error
 	CreateSnapshot(ctx context.Context, addr, pool, snapshotID, volumeID string) (storage.Snapshot, error)
 	DeleteSnapshot(ctx context.Context, addr, pool, snapshotID string) error
-	ExportVolume(ctx context.Context, addr, pool, id string, c storage.Connector) (storage.ConnectionInfo, error)
+	ExportVolume(ctx context.Context, addr, pool, id string, c storage.Connector, auth storage.Credentials) (storage.ConnectionInfo, error)
 	UnexportVolume(ctx context.Context, addr, pool, id string, c storage.Connector) error
 }
 

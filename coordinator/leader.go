@@ -37,10 +37,26 @@ type view struct {
 	// capacity by full pool name, from tags or (when tags were truncated)
 	// from an RPC report.
 	capacity map[string]gossip.PoolCapacity
+	// joins counts Serf join events per member, so that a member that
+	// failed and came back between two looks is still seen to have
+	// rejoined (the inventory checks an agent's pools then).
+	joins map[string]uint64
 }
 
 func newView() *view {
-	return &view{members: map[string]gossip.Member{}, capacity: map[string]gossip.PoolCapacity{}}
+	return &view{members: map[string]gossip.Member{}, capacity: map[string]gossip.PoolCapacity{}, joins: map[string]uint64{}}
+}
+
+func (v *view) noteJoin(name string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.joins[name]++
+}
+
+func (v *view) joinCount(name string) uint64 {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.joins[name]
 }
 
 func (v *view) update(m gossip.Member) {
@@ -110,6 +126,9 @@ func (s *Server) watchMembers() {
 				return
 			}
 			s.view.update(ev.Member)
+			if ev.Type == gossip.EventJoin {
+				s.view.noteJoin(ev.Member.Name)
+			}
 			if ev.Member.TagsErr != nil {
 				s.log.Warn("member has malformed tags; ignored", "member", ev.Member.Name, "err", ev.Member.TagsErr)
 			}
@@ -191,7 +210,8 @@ func (s *Server) monitorLeadership() {
 }
 
 // leaderLoop establishes leadership (barrier), then runs the dispatcher and
-// reconciles members and volumes until ctx ends.
+// the inventory (inventory.go) and reconciles members and volumes until ctx
+// ends.
 func (s *Server) leaderLoop(ctx context.Context) {
 	if err := s.raft.Barrier(time.Minute).Error(); err != nil {
 		s.log.Error("leader barrier failed", "err", err)
@@ -204,11 +224,20 @@ func (s *Server) leaderLoop(ctx context.Context) {
 		defer wg.Done()
 		s.runDispatcher(ctx)
 	}()
+	inv := s.newInventory()
+	if inv != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.runInventory(ctx, inv)
+		}()
+	}
 	defer wg.Wait()
 	interval := s.cfg.ReconcileInterval
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	s.reconcileMembers(ctx)
+	inv.observe(s.view) // after registration: pools are known to Raft
 	s.requeueTransitional()
 	for {
 		select {
@@ -216,8 +245,10 @@ func (s *Server) leaderLoop(ctx context.Context) {
 			return
 		case <-s.memberPoke:
 			s.reconcileMembers(ctx)
+			inv.observe(s.view)
 		case <-tick.C:
 			s.reconcileMembers(ctx)
+			inv.observe(s.view)
 			s.requeueTransitional()
 			s.expireAttachStates(ctx)
 		}

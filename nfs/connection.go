@@ -17,7 +17,7 @@ const DriverVolumeTypeLocal = "local"
 // agent's host, so the connection info is Cinder's "local" type with the
 // file's absolute path as device_path, the same for every connector. It is
 // idempotent; a missing volume wraps storage.ErrNotFound.
-func (d *Driver) ExportVolume(ctx context.Context, id string, _ storage.Connector) (storage.ConnectionInfo, error) {
+func (d *Driver) ExportVolume(ctx context.Context, id string, _ storage.Connector, _ storage.Credentials) (storage.ConnectionInfo, error) {
 	if err := storage.ValidateID(id); err != nil {
 		return storage.ConnectionInfo{}, fmt.Errorf("nfs: export volume: %w", err)
 	}

@@ -459,7 +459,7 @@ func TestLifecycleIsIdempotent(t *testing.T) {
 
 	// Export is idempotent; unexport always succeeds.
 	for range 2 {
-		ci, err := d.ExportVolume(ctx, other.ID, storage.Connector{Host: "compute-1"})
+		ci, err := d.ExportVolume(ctx, other.ID, storage.Connector{Host: "compute-1"}, storage.Credentials{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -496,7 +496,7 @@ func TestMissingSourcesCreateNothing(t *testing.T) {
 	_, notFound["clone of missing volume"] = d.CloneVolume(ctx, volID(2), volID(3), 2)
 	_, notFound["snapshot of missing volume"] = d.CreateSnapshot(ctx, snapID(2), volID(3))
 	notFound["extend of missing volume"] = d.ExtendVolume(ctx, volID(3), 2)
-	_, notFound["export of missing volume"] = d.ExportVolume(ctx, volID(3), storage.Connector{})
+	_, notFound["export of missing volume"] = d.ExportVolume(ctx, volID(3), storage.Connector{}, storage.Credentials{})
 	for name, err := range notFound {
 		if !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("%s: err = %v, want ErrNotFound", name, err)
@@ -558,7 +558,7 @@ func TestLifecycleInvalidIDsTouchNothing(t *testing.T) {
 		ops["DeleteSnapshot"] = d.DeleteSnapshot(ctx, id)
 		ops["RevertToSnapshot(volume)"] = d.RevertToSnapshot(ctx, id, snapID(1))
 		ops["RevertToSnapshot(snapshot)"] = d.RevertToSnapshot(ctx, good, id)
-		_, ops["ExportVolume"] = d.ExportVolume(ctx, id, conn)
+		_, ops["ExportVolume"] = d.ExportVolume(ctx, id, conn, storage.Credentials{})
 		ops["UnexportVolume"] = d.UnexportVolume(ctx, id, conn)
 		for op, err := range ops {
 			if !errors.Is(err, storage.ErrInvalid) {
@@ -607,7 +607,7 @@ func TestLifecycleCancelledContextTouchesNothing(t *testing.T) {
 	ops["DeleteSnapshot"] = d.DeleteSnapshot(ctx, snap.ID)
 	ops["RevertToSnapshot"] = d.RevertToSnapshot(ctx, vol.ID, snap.ID)
 	_, ops["ListSnapshots"] = d.ListSnapshots(ctx)
-	_, ops["ExportVolume"] = d.ExportVolume(ctx, vol.ID, storage.Connector{})
+	_, ops["ExportVolume"] = d.ExportVolume(ctx, vol.ID, storage.Connector{}, storage.Credentials{})
 	ops["UnexportVolume"] = d.UnexportVolume(ctx, vol.ID, storage.Connector{})
 	for op, err := range ops {
 		if !errors.Is(err, context.Canceled) {

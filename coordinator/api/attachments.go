@@ -11,6 +11,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/kilnstore/kiln/coordinator/state"
+	"github.com/kilnstore/kiln/internal/agentrpc"
 	"github.com/kilnstore/kiln/internal/storage"
 )
 
@@ -78,6 +79,13 @@ func parseConnector(v any) (parsedConnector, error) {
 // Cinder's VolumeBackendAPIException (500); anything else (agent
 // unreachable) is infrastructure (503).
 func backendError(what string, err error) error {
+	// An answer from the agent (its driver refused or failed) is Cinder's
+	// VolumeBackendAPIException, with the reason; only an agent that did
+	// not answer is "unavailable".
+	if agentrpc.IsDefinite(err) {
+		return &apiError{Status: http.StatusInternalServerError,
+			Msg: fmt.Sprintf("Bad or unexpected response from the storage volume backend API: %s: %v", what, err)}
+	}
 	for _, sentinel := range []error{storage.ErrNotFound, storage.ErrExists, storage.ErrNoSpace, storage.ErrInvalid} {
 		if errors.Is(err, sentinel) {
 			return &apiError{Status: http.StatusInternalServerError,

@@ -74,12 +74,12 @@ func (b *testBackend) Export(ctx context.Context, volumeID string, c storage.Con
 	if p == nil {
 		return storage.ConnectionInfo{}, fmt.Errorf("volume %s has no pool: %w", volumeID, storage.ErrNotFound)
 	}
-	ci, err := b.driver.ExportVolume(ctx, volumeID, c)
+	ci, err := b.driver.ExportVolume(ctx, volumeID, c, storage.Credentials{})
 	if errors.Is(err, storage.ErrNotFound) {
 		if _, err = b.driver.CreateVolume(ctx, volumeID, v.SizeGB); err != nil {
 			return storage.ConnectionInfo{}, err
 		}
-		ci, err = b.driver.ExportVolume(ctx, volumeID, c)
+		ci, err = b.driver.ExportVolume(ctx, volumeID, c, storage.Credentials{})
 	}
 	if err != nil {
 		return storage.ConnectionInfo{}, err

@@ -107,8 +107,31 @@ func (p poolView) capabilities(at time.Time) fiber.Map {
 		"timestamp":                   formatTime(at),
 		"updated":                     formatTime(at),
 	}
+	maps.Copy(standard, orphanCapabilities(p.pool.Orphans))
 	maps.Copy(caps, standard)
 	return caps
+}
+
+// orphanCapabilities shows what the leader's last inventory of a pool found
+// there that Kiln does not place there (never deleted by Kiln): counts and
+// up to state.MaxOrphanIDs IDs of each kind.
+func orphanCapabilities(o *state.PoolOrphans) fiber.Map {
+	m := fiber.Map{
+		"kiln:orphan_volumes": 0, "kiln:orphan_volume_ids": []string{},
+		"kiln:orphan_snapshots": 0, "kiln:orphan_snapshot_ids": []string{},
+	}
+	if o == nil {
+		return m
+	}
+	m["kiln:orphan_volumes"], m["kiln:orphan_snapshots"] = o.Volumes, o.Snapshots
+	if o.VolumeIDs != nil {
+		m["kiln:orphan_volume_ids"] = o.VolumeIDs
+	}
+	if o.SnapshotIDs != nil {
+		m["kiln:orphan_snapshot_ids"] = o.SnapshotIDs
+	}
+	m["kiln:orphans_found_at"] = formatTime(o.At)
+	return m
 }
 
 // poolFilterKeys are get_pools' filters (resource_filters.json "pool").

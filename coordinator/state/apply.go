@@ -140,6 +140,11 @@ var registry = map[CommandType]entry{
 	CmdRollDetaching:      reg((*State).applyRollDetaching),
 	CmdDetachVolume:       reg((*State).applyDetachVolume),
 	CmdForceDetachVolume:  reg((*State).applyForceDetachVolume),
+
+	CmdSetProviderAuth: reg((*State).applySetProviderAuth),
+
+	CmdMarkMissing:    regChecked((*State).applyMarkMissing),
+	CmdSetPoolOrphans: regChecked((*State).applySetPoolOrphans),
 }
 
 type entry struct {
@@ -710,7 +715,11 @@ func (s *State) applyRegisterAgent(c *RegisterAgent) *Error {
 	s.d.Services[key] = svc
 	for _, info := range c.Pools {
 		name := PoolName(c.Agent, info.Backend, info.Name)
-		s.d.Pools[name] = &Pool{Name: name, Agent: c.Agent, Zone: c.Zone, Info: info, RegisteredAt: c.At}
+		p := &Pool{Name: name, Agent: c.Agent, Zone: c.Zone, Info: info, RegisteredAt: c.At}
+		if old := s.d.Pools[name]; old != nil {
+			p.Orphans = old.Orphans // the last inventory's finding stands until the next one
+		}
+		s.d.Pools[name] = p
 	}
 	return nil
 }

@@ -34,6 +34,10 @@ const (
 	CmdDeleteQuota        CommandType = 15
 	CmdRegisterAgent      CommandType = 16
 	CmdSetServiceState    CommandType = 17
+
+	// Inventory reconcile (inventory.go). 56 belongs to another command.
+	CmdMarkMissing    CommandType = 55
+	CmdSetPoolOrphans CommandType = 57
 )
 
 // Command is a typed state change.

@@ -58,6 +58,7 @@ const (
 	vfMigrationStatus
 	vfReadOnly
 	vfImageMetadata
+	vfProviderAuth
 )
 
 // appendVolume appends the encoding of v to b.
@@ -80,6 +81,7 @@ func appendVolume(b []byte, v *Volume) []byte {
 	b = appendStringField(b, vfPool, v.Pool)
 	b = appendListField(b, vfTried, v.Tried)
 	b = appendStringField(b, vfProviderLocation, v.ProviderLocation)
+	b = appendStringField(b, vfProviderAuth, v.ProviderAuth)
 	b = appendBoolField(b, vfConsumesQuota, v.ConsumesQuota)
 	b = appendStringField(b, vfErrorMessage, v.ErrorMessage)
 	b = appendTimeField(b, vfCreatedAt, v.CreatedAt)
@@ -143,6 +145,8 @@ func decodeVolume(p []byte) (*Volume, error) {
 			v.Tried, err = val.list()
 		case vfProviderLocation:
 			v.ProviderLocation = val.s
+		case vfProviderAuth:
+			v.ProviderAuth = val.s
 		case vfConsumesQuota:
 			v.ConsumesQuota, err = val.bool()
 		case vfErrorMessage:

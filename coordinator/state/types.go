@@ -127,6 +127,10 @@ type Volume struct {
 	Tried []string `json:"tried,omitempty"`
 	// ProviderLocation is what the driver returned.
 	ProviderLocation string `json:"provider_location,omitempty"`
+	// ProviderAuth is "CHAP <username> <secret>" for volumes on iSCSI
+	// pools, set at the first export (SetProviderAuth); never shown by
+	// the API except inside connection_info.
+	ProviderAuth string `json:"provider_auth,omitempty"`
 	// ConsumesQuota is false once a failed create released its quota.
 	ConsumesQuota bool `json:"consumes_quota"`
 	// ErrorMessage explains the last failure (Cinder's user messages).
@@ -215,6 +219,9 @@ type Pool struct {
 	Zone         string           `json:"availability_zone"`
 	Info         storage.PoolInfo `json:"info"`
 	RegisteredAt time.Time        `json:"registered_at"`
+	// Orphans are what the pool holds that Raft does not place there, as
+	// the leader's last inventory found them (nil: none).
+	Orphans *PoolOrphans `json:"orphans,omitempty"`
 }
 
 // Service is an agent or coordinator as os-services shows it.

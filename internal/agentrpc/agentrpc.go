@@ -99,6 +99,8 @@ type RevertRequest struct {
 // volume (Cinder's terminate_connection without a connector).
 type ConnectorRequest struct {
 	Connector *storage.Connector `json:"connector,omitempty"`
+	// Auth is the volume's CHAP credentials (export only; iSCSI pools).
+	Auth *storage.Credentials `json:"auth,omitempty"`
 }
 
 // ConnectionResponse returns Cinder's connection_info for an export. For a
@@ -334,9 +336,13 @@ func (c *Client) RevertToSnapshot(ctx context.Context, addr, pool, id, snapshotI
 
 // ExportVolume exports (idempotently) a volume for connector and returns
 // its connection_info.
-func (c *Client) ExportVolume(ctx context.Context, addr, pool, id string, connector storage.Connector) (storage.ConnectionInfo, error) {
+func (c *Client) ExportVolume(ctx context.Context, addr, pool, id string, connector storage.Connector, auth storage.Credentials) (storage.ConnectionInfo, error) {
 	var r ConnectionResponse
-	err := c.do(ctx, http.MethodPost, addr, volumePath(pool, id)+"/export", ConnectorRequest{Connector: &connector}, &r)
+	req := ConnectorRequest{Connector: &connector}
+	if auth != (storage.Credentials{}) {
+		req.Auth = &auth
+	}
+	err := c.do(ctx, http.MethodPost, addr, volumePath(pool, id)+"/export", req, &r)
 	return r.ConnectionInfo, err
 }
 

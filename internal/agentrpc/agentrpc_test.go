@@ -116,7 +116,7 @@ func TestClientWireFormat(t *testing.T) {
 	check("CreateVolumeFrom(volume)", err)
 	check("ExtendVolume", c.ExtendVolume(ctx, addr, "p1", vol, 3))
 	check("RevertToSnapshot", c.RevertToSnapshot(ctx, addr, "p1", vol, snap))
-	ci, err := c.ExportVolume(ctx, addr, "p1", vol, storage.Connector{Host: "compute-1", Multipath: true})
+	ci, err := c.ExportVolume(ctx, addr, "p1", vol, storage.Connector{Host: "compute-1", Multipath: true}, storage.Credentials{})
 	check("ExportVolume", err)
 	if ci.DriverVolumeType != "local" || ci.Data["device_path"] != "/p/v" || ci.Data["host"] != "a1" {
 		t.Errorf("ExportVolume = %+v", ci)

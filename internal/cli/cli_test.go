@@ -48,12 +48,18 @@ func TestHelpAndVersion(t *testing.T) {
 func TestConfigErrorsAreClear(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.toml")
-	if err := os.WriteFile(bad, []byte("[agent]\nname = \"a\"\npools = [{name = \"p\", driver = \"lvm\", dir = \"/x\"}]\n"), 0o600); err != nil {
+	if err := os.WriteFile(bad, []byte("[agent]\nname = \"a\"\npools = [{name = \"p\", driver = \"lvm\", volume_group = \"no such vg\"}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	code, _, errOut := run("agent", "--config", bad, "--data-dir", dir)
-	if code != 1 || !strings.Contains(errOut, `driver "lvm" is not available`) {
-		t.Fatalf("lvm pool: %d %q", code, errOut)
+	if code != 1 || !strings.Contains(errOut, `volume_group "no such vg" must be`) {
+		t.Fatalf("lvm pool with a bad volume group: %d %q", code, errOut)
+	}
+	rbd := filepath.Join(dir, "rbd.toml")
+	_ = os.WriteFile(rbd, []byte("[agent]\nname = \"a\"\npools = [{name = \"p\", driver = \"rbd\"}]\n"), 0o600)
+	code, _, errOut = run("agent", "--config", rbd, "--data-dir", dir)
+	if code != 1 || !strings.Contains(errOut, `driver "rbd" is not available`) {
+		t.Fatalf("rbd pool: %d %q", code, errOut)
 	}
 	typo := filepath.Join(dir, "typo.toml")
 	_ = os.WriteFile(typo, []byte("[coordinator]\nbootstrap_expct = 3\n"), 0o600)

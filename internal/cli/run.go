@@ -13,6 +13,8 @@ import (
 	"github.com/kilnstore/kiln/agent"
 	"github.com/kilnstore/kiln/coordinator"
 	"github.com/kilnstore/kiln/internal/config"
+	"github.com/kilnstore/kiln/internal/tgt"
+	"github.com/kilnstore/kiln/lvm"
 	"github.com/kilnstore/kiln/nfs"
 	"github.com/kilnstore/kiln/placement"
 )
@@ -129,7 +131,7 @@ func coordinatorConfig(f *config.Coordinator, version string) (coordinator.Confi
 		Join: f.Join, APIAddr: f.APIAddr, PublicURL: f.PublicURL, BootstrapExpect: f.BootstrapExpect,
 		Timing: f.Timing, DefaultZone: f.DefaultZone, Placement: pc, MaxAttempts: f.MaxAttempts,
 		AgentTimeout: f.AgentTimeout.Duration, TaskTimeout: f.TaskTimeout.Duration,
-		ReconcileInterval: f.ReconcileInterval.Duration, Version: version,
+		ReconcileInterval: f.ReconcileInterval.Duration, InventoryInterval: f.InventoryInterval.Duration, Version: version,
 	}, nil
 }
 
@@ -224,9 +226,35 @@ func (a *agentFlags) apply(f *config.Agent, set map[string]bool) {
 }
 
 // drivers builds one driver per configured pool.
-func drivers(pools []config.Pool) ([]agent.Driver, error) {
-	var out []agent.Driver
-	for i, p := range pools {
+// drivers builds an agent's pools, and the background work they need (the
+// iSCSI export keeper when LVM pools export through tgtd).
+func drivers(ctx context.Context, f *config.Agent, log *slog.Logger) ([]agent.Driver, []func(context.Context), error) {
+	var (
+		out        []agent.Driver
+		background []func(context.Context)
+		exporter   lvm.Exporter
+		locks      = lvm.NewLocks()
+	)
+	if f.ISCSI != nil {
+		m, err := tgt.New(tgt.Config{
+			Tgtadm: f.ISCSI.Tgtadm, ControlPort: f.ISCSI.ControlPort, Portals: f.ISCSI.Portals,
+			IQNPrefix: f.ISCSI.IQNPrefix, BackingStoreType: f.ISCSI.BackingStoreType,
+		}, log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("[agent.iscsi]: %w", err)
+		}
+		if f.DataDir == "" {
+			return nil, nil, fmt.Errorf("[agent.iscsi]: the agent needs data_dir to keep its export records")
+		}
+		store, err := tgt.OpenStore(filepath.Join(f.DataDir, "iscsi-exports.json"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("[agent.iscsi]: %w", err)
+		}
+		exporter = tgt.NewVolumes(m, store)
+		background = append(background, tgt.NewKeeper(m, store.List, f.ISCSI.KeepInterval.Duration).Run)
+	}
+	for i, p := range f.Pools {
+		where := fmt.Sprintf("[[agent.pools]] #%d (%s)", i+1, p.Name)
 		switch p.Driver {
 		case "nfs", "":
 			d, err := nfs.New(nfs.Config{
@@ -235,32 +263,48 @@ func drivers(pools []config.Pool) ([]agent.Driver, error) {
 				MaxOverSubscriptionRatio: p.MaxOverSubscriptionRatio, Capabilities: p.Capabilities,
 			})
 			if err != nil {
-				return nil, fmt.Errorf("[[agent.pools]] #%d (%s): %w", i+1, p.Name, err)
+				return nil, nil, fmt.Errorf("%s: %w", where, err)
 			}
 			out = append(out, d)
-		case "lvm", "rbd":
-			return nil, fmt.Errorf("[[agent.pools]] #%d (%s): driver %q is not available in this version (see docs/api.md)", i+1, p.Name, p.Driver)
+		case "lvm":
+			if exporter == nil {
+				log.Warn("LVM pool without [agent.iscsi]: its volumes cannot be attached", "pool", p.Name)
+			}
+			d, err := lvm.New(ctx, lvm.Config{
+				Name: p.Name, Backend: p.Backend, VG: p.VolumeGroup, Type: p.LVMType, ThinPool: p.ThinPool,
+				ReservedPercentage: p.ReservedPercentage, MaxOverSubscriptionRatio: p.MaxOverSubscriptionRatio,
+				Capabilities: p.Capabilities, SnapshotPercent: p.SnapshotPercent,
+				VolumeClear: p.VolumeClear, VolumeClearSizeMiB: p.VolumeClearSizeMiB,
+				ConfFile: p.LVMConf, ConfigOverride: p.LVMConfig,
+				Exporter: exporter, Locks: locks, Logger: log,
+			})
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", where, err)
+			}
+			out = append(out, d)
+		case "rbd":
+			return nil, nil, fmt.Errorf("%s: driver %q is not available in this version (see docs/api.md)", where, p.Driver)
 		default:
-			return nil, fmt.Errorf("[[agent.pools]] #%d (%s): unknown driver %q (want nfs)", i+1, p.Name, p.Driver)
+			return nil, nil, fmt.Errorf("%s: unknown driver %q (want nfs or lvm)", where, p.Driver)
 		}
 	}
-	return out, nil
+	return out, background, nil
 }
 
-func agentConfig(f *config.Agent, version string) (agent.Config, error) {
-	ds, err := drivers(f.Pools)
-	if err != nil {
-		return agent.Config{}, err
-	}
+func agentConfig(ctx context.Context, f *config.Agent, version string, log *slog.Logger) (agent.Config, error) {
 	if f.DataDir != "" {
 		if err := os.MkdirAll(f.DataDir, 0o750); err != nil {
 			return agent.Config{}, fmt.Errorf("agent data dir: %w", err)
 		}
 	}
+	ds, background, err := drivers(ctx, f, log)
+	if err != nil {
+		return agent.Config{}, err
+	}
 	return agent.Config{
 		Name: f.Name, Zone: f.Zone, RPCAddr: f.RPCAddr, SerfAddr: f.SerfAddr, Join: f.Join,
 		DataDir: f.DataDir, Timing: f.Timing, StatsInterval: f.StatsInterval.Duration,
-		Drivers: ds, Version: version,
+		Drivers: ds, Background: background, Version: version, Logger: log,
 	}, nil
 }
 
@@ -276,11 +320,10 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	cfg, err := agentConfig(file.Agent, Version)
+	cfg, err := agentConfig(ctx, file.Agent, Version, log)
 	if err != nil {
 		return err
 	}
-	cfg.Logger = log
 	a, err := agent.Start(cfg)
 	if err != nil {
 		return err

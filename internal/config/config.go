@@ -38,6 +38,7 @@ type Coordinator struct {
 	AgentTimeout      Duration  `toml:"agent_timeout"`
 	TaskTimeout       Duration  `toml:"task_timeout"`
 	ReconcileInterval Duration  `toml:"reconcile_interval"`
+	InventoryInterval Duration  `toml:"inventory_interval"`
 	Placement         Placement `toml:"placement"`
 }
 
@@ -62,6 +63,26 @@ type Agent struct {
 	Timing        string   `toml:"timing"`
 	StatsInterval Duration `toml:"stats_interval"`
 	Pools         []Pool   `toml:"pools"`
+	// ISCSI is the agent's iSCSI target (tgtd), shared by its LVM pools.
+	ISCSI *ISCSI `toml:"iscsi"`
+}
+
+// ISCSI is the [agent.iscsi] section: the tgtd the agent exports through.
+type ISCSI struct {
+	// Portals are the ip:port addresses tgtd listens on and initiators
+	// are given (Cinder's target_ip_address + target_port).
+	Portals []string `toml:"portals"`
+	// IQNPrefix starts every target name (Cinder's target_prefix).
+	IQNPrefix string `toml:"iqn_prefix"`
+	// Tgtadm is the tgtadm binary; ControlPort selects tgtd's control
+	// socket (tgtadm -C N, 0 = the default socket).
+	Tgtadm      string `toml:"tgtadm"`
+	ControlPort int    `toml:"control_port"`
+	// BackingStoreType is tgt's --bstype: rdwr (default) or aio.
+	BackingStoreType string `toml:"bstype"`
+	// KeepInterval is how often the agent checks that tgtd still has every
+	// export (tgtd forgets them when it restarts); 10s if unset.
+	KeepInterval Duration `toml:"keep_interval"`
 }
 
 // Pool is one [[agent.pools]] entry.
@@ -75,6 +96,16 @@ type Pool struct {
 	ReservedPercentage       int               `toml:"reserved_percentage"`
 	MaxOverSubscriptionRatio string            `toml:"max_over_subscription_ratio"`
 	Capabilities             map[string]string `toml:"capabilities"`
+
+	// LVM pools (driver = "lvm"); see docs/backends/lvm.md.
+	VolumeGroup        string `toml:"volume_group"`
+	LVMType            string `toml:"lvm_type"`
+	ThinPool           string `toml:"thin_pool"`
+	VolumeClear        string `toml:"volume_clear"`
+	VolumeClearSizeMiB int64  `toml:"volume_clear_size_mib"`
+	SnapshotPercent    int    `toml:"snapshot_percent"`
+	LVMConf            string `toml:"lvm_conf"`
+	LVMConfig          string `toml:"lvm_config"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s").

@@ -7,8 +7,10 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 )
 
@@ -158,4 +160,37 @@ type Connector struct {
 type ConnectionInfo struct {
 	DriverVolumeType string         `json:"driver_volume_type"`
 	Data             map[string]any `json:"data"`
+}
+
+// Credentials are the CHAP credentials the coordinator generated and keeps
+// for a volume (Cinder's provider_auth); drivers that export over iSCSI
+// require them on the target. Secret never appears in logs.
+type Credentials struct {
+	// Method is "CHAP" or "" (no authentication).
+	Method   string `json:"auth_method,omitempty"`
+	Username string `json:"auth_username,omitempty"`
+	Secret   string `json:"auth_password,omitempty"`
+}
+
+// LogValue keeps the secret out of structured logs.
+func (c Credentials) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("auth_method", c.Method), slog.String("auth_username", c.Username))
+}
+
+// ProgressFunc receives the progress of a long data copy.
+type ProgressFunc func(doneBytes, totalBytes int64)
+
+type progressKey struct{}
+
+// WithProgress returns a context whose data copies report to fn.
+func WithProgress(ctx context.Context, fn ProgressFunc) context.Context {
+	return context.WithValue(ctx, progressKey{}, fn)
+}
+
+// Progress returns the context's ProgressFunc, or one that does nothing.
+func Progress(ctx context.Context) ProgressFunc {
+	if fn, ok := ctx.Value(progressKey{}).(ProgressFunc); ok && fn != nil {
+		return fn
+	}
+	return func(int64, int64) {}
 }

@@ -33,6 +33,9 @@ type Options struct {
 	AgentClient coordinator.AgentClient
 	// Zones gives agent i the zone Zones[i % len] (default "nova").
 	Zones []string
+	// Drivers, if set, gives agent i its pools instead of one
+	// local-directory pool (e.g. an LVM pool on a test VG).
+	Drivers func(i int) []agent.Driver
 }
 
 // Cluster is a running test cluster.
@@ -124,15 +127,21 @@ func (c *Cluster) startAgent(i int) {
 	if len(c.opts.Zones) > 0 {
 		zone = c.opts.Zones[i%len(c.opts.Zones)]
 	}
-	d, err := nfs.New(nfs.Config{Name: "local", Dir: filepath.Join(c.dir, fmt.Sprintf("pool%d", i)),
-		CapacityGB: c.opts.PoolCapacityGB, Provisioning: c.opts.Provisioning})
-	if err != nil {
-		c.t.Fatalf("pool %d: %v", i, err)
+	var drivers []agent.Driver
+	if c.opts.Drivers != nil {
+		drivers = c.opts.Drivers(i)
+	} else {
+		d, err := nfs.New(nfs.Config{Name: "local", Dir: filepath.Join(c.dir, fmt.Sprintf("pool%d", i)),
+			CapacityGB: c.opts.PoolCapacityGB, Provisioning: c.opts.Provisioning})
+		if err != nil {
+			c.t.Fatalf("pool %d: %v", i, err)
+		}
+		drivers = []agent.Driver{d}
 	}
 	a, err := agent.Start(agent.Config{
 		Name: fmt.Sprintf("agent%d", i), Zone: zone, RPCAddr: "127.0.0.1:0", SerfAddr: "127.0.0.1:0",
 		Join: []string{c.Coordinators[0].SerfAddr()}, Timing: "local", StatsInterval: time.Second,
-		Drivers: []agent.Driver{d}, Logger: c.Log.With("t", "agent"),
+		Drivers: drivers, Logger: c.Log.With("t", "agent"),
 	})
 	if err != nil {
 		c.t.Fatalf("start agent %d: %v", i, err)
