@@ -13,13 +13,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/kilnstore/kiln/gossip"
 	"github.com/kilnstore/kiln/internal/agentrpc"
+	"github.com/kilnstore/kiln/internal/keyedlock"
 	"github.com/kilnstore/kiln/internal/storage"
 )
 
@@ -58,7 +58,7 @@ type Agent struct {
 	log   *slog.Logger
 	pools map[string]Driver // by pool name
 	order []string
-	locks keyedMutex // by object: "volume/<id>", "snapshot/<id>" (see op)
+	locks keyedlock.Map // by object: "volume/<id>", "snapshot/<id>" (see op)
 	serf  *gossip.Node
 	ln    net.Listener
 	srv   *http.Server
@@ -347,55 +347,4 @@ func (a *Agent) Shutdown() {
 		a.wg.Wait()
 		a.log.Info("agent stopped")
 	})
-}
-
-// keyedMutex serializes work per key (an object: a volume or a snapshot).
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*keyedEntry
-}
-
-type keyedEntry struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (k *keyedMutex) lock(key string) func() {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedEntry{}
-	}
-	e := k.m[key]
-	if e == nil {
-		e = &keyedEntry{}
-		k.m[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		k.mu.Lock()
-		e.refs--
-		if e.refs == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
-}
-
-// lockAll locks every key in sorted order (duplicates once) and returns the
-// function that unlocks them all. Operations on two objects (a clone, a
-// revert) take both this way, so they can never deadlock each other.
-func (k *keyedMutex) lockAll(keys ...string) func() {
-	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
-	unlocks := make([]func(), 0, len(keys))
-	for _, key := range keys {
-		unlocks = append(unlocks, k.lock(key))
-	}
-	return func() {
-		for i := len(unlocks) - 1; i >= 0; i-- {
-			unlocks[i]()
-		}
-	}
 }

@@ -195,7 +195,7 @@ func (c *call) also(field, kind, id string) error {
 // thrown away by a client timeout), and the caller's retry, queued behind
 // it on the same lock, then finds it done.
 func (c *call) run(f func(ctx context.Context) error) error {
-	unlock := c.a.locks.lockAll(c.keys...)
+	unlock, _ := c.a.locks.LockAll(context.Background(), c.keys...) // fails only with the context
 	defer unlock()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.r.Context()))
 	defer cancel()

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/kilnstore/kiln/internal/agentrpc"
+	"github.com/kilnstore/kiln/internal/keyedlock"
 	"github.com/kilnstore/kiln/internal/storage"
 )
 
@@ -50,8 +51,8 @@ type Driver struct {
 	capBytes int64 // 0: no cap
 	info     storage.PoolInfo
 
-	ids  *keyedMutex // serializes operations per volume and snapshot (volKey, snapKey)
-	pool ctxMutex    // thick: makes free-space check + reservation atomic
+	ids  keyedlock.Map // serializes operations per volume and snapshot (volKey, snapKey)
+	pool ctxMutex      // thick: makes free-space check + reservation atomic
 	// reserved is the space thick operations in flight have claimed and not
 	// yet turned into files (see reserve).
 	reserved atomic.Int64
@@ -106,7 +107,6 @@ func New(cfg Config) (*Driver, error) {
 			MaxOverSubscriptionRatio: cfg.MaxOverSubscriptionRatio,
 			Capabilities:             caps,
 		},
-		ids:    newKeyedMutex(),
 		pool:   newCtxMutex(),
 		fsStat: statfs,
 	}, nil
@@ -567,7 +567,7 @@ func (d *Driver) Cleanup(ctx context.Context) (int, error) {
 	}
 	removed := 0
 	for _, o := range temps {
-		unlock, err := d.ids.lock(ctx, o.prefix+o.id)
+		unlock, err := d.ids.Lock(ctx, o.prefix+o.id)
 		if err != nil {
 			return fail(removed, err)
 		}
@@ -579,7 +579,7 @@ func (d *Driver) Cleanup(ctx context.Context) (int, error) {
 		}
 	}
 	for _, o := range metas {
-		unlock, err := d.ids.lock(ctx, snapKey(o.id))
+		unlock, err := d.ids.Lock(ctx, snapKey(o.id))
 		if err != nil {
 			return fail(removed, err)
 		}

@@ -10,7 +10,7 @@ func SetStatfs(d *Driver, f func(dir string) (total, avail int64, err error)) {
 }
 
 // HeldIDs reports how many volume and snapshot locks are held or awaited in d.
-func HeldIDs(d *Driver) int { return d.ids.size() }
+func HeldIDs(d *Driver) int { return d.ids.Len() }
 
 // SetPublished makes d call f each time a thick pool's file has been renamed
 // into place, before the space claimed for it is given back.

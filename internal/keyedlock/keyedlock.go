@@ -6,6 +6,7 @@ package keyedlock
 
 import (
 	"context"
+	"slices"
 	"sync"
 )
 
@@ -46,6 +47,29 @@ func (m *Map) Lock(ctx context.Context, key string) (unlock func(), err error) {
 		m.release(key, e)
 		return nil, ctx.Err()
 	}
+}
+
+// LockAll acquires every key in sorted order (duplicates once) and returns
+// the function that releases them all. Operations that touch two objects
+// (a clone reads one volume and writes another) take both keys this way,
+// so two of them can never hold one key each while waiting for the other.
+func (m *Map) LockAll(ctx context.Context, keys ...string) (unlock func(), err error) {
+	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
+	unlocks := make([]func(), 0, len(keys))
+	release := func() {
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
+	}
+	for _, key := range keys {
+		u, err := m.Lock(ctx, key)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		unlocks = append(unlocks, u)
+	}
+	return release, nil
 }
 
 // MustLock acquires key without a deadline.
