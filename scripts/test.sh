@@ -9,6 +9,8 @@ bash scripts/deps.sh
 bash scripts/lint.sh
 echo "== go test -race ./..."
 go test -race -count=1 -timeout 20m ./...
+echo "== tests that need device-mapper, in a qemu guest"
+bash scripts/test-guest.sh
 echo "== fuzz (short runs of every fuzz target)"
 # An execution count, not a duration: a duration can end while the fuzzer
 # is between workers, which Go reports as a spurious "context deadline
