@@ -4,8 +4,8 @@ PKGS := ./...
 
 .PHONY: run build test test-short lint bench fuzz clean
 
-build: ## build bin/kiln
-	$(GO) build -o bin/kiln ./cmd/kiln
+build: ## build bin/kiln (static, CGO_ENABLED=0)
+	CGO_ENABLED=0 $(GO) build -o bin/kiln ./cmd/kiln
 
 run: ## run kiln dev: one coordinator + one agent, API on 127.0.0.1:8776
 	$(GO) run ./cmd/kiln dev

@@ -260,7 +260,7 @@ func (d *Driver) createFrom(ctx context.Context, id string, src lvRow, sizeGiB i
 		return storage.Volume{}, err
 	}
 	d.log.Info("copying data", "volume_id", id, "from", src.Name, "bytes", src.SizeBytes)
-	if err := copyDevice(ctx, srcDev, dstDev, src.SizeBytes, existing.SizeBytes, d.thin); err != nil {
+	if err := copyDevice(ctx, srcDev, dstDev, src.SizeBytes, existing.SizeBytes, existing.PoolLV != ""); err != nil {
 		return storage.Volume{}, err
 	}
 	if _, err := d.r.run(ctx, "lvchange", "--deltag", copyingTag, d.ref(name)); err != nil {
@@ -338,7 +338,7 @@ func (d *Driver) RevertToSnapshot(ctx context.Context, volumeID, snapshotID stri
 	if err != nil {
 		return fail(err)
 	}
-	if err := copyDevice(ctx, srcDev, dstDev, min(snap.SizeBytes, vol.SizeBytes), vol.SizeBytes, false); err != nil {
+	if err := copyDevice(ctx, srcDev, dstDev, min(snap.SizeBytes, vol.SizeBytes), vol.SizeBytes, vol.PoolLV != ""); err != nil {
 		return fail(err)
 	}
 	d.log.Info("reverted volume by copying its snapshot", "volume_id", volumeID, "snapshot_id", snapshotID)

@@ -212,7 +212,21 @@ func (d *Driver) extend(ctx context.Context, name string, size int64) error {
 	case lv.SizeBytes > size:
 		return fmt.Errorf("%w: %s is %d bytes, larger than the requested %d (shrinking is not supported)", storage.ErrInvalid, name, lv.SizeBytes, size)
 	}
-	return d.locked(ctx, "lvextend", "-L", bytesArg(size), d.ref(name))
+	err = d.locked(ctx, "lvextend", "-L", bytesArg(size), d.ref(name))
+	if err == nil || !strings.Contains(err.Error(), "can be resized only while inactive") {
+		return err
+	}
+	// LVM resizes a thick origin that has snapshots only while it is
+	// inactive: deactivate (refused while the LV is open, i.e. attached or
+	// exported), extend, activate again.
+	if derr := d.locked(ctx, "lvchange", "-an", d.ref(name)); derr != nil {
+		return fmt.Errorf("%w: %s has snapshots, and LVM extends such a volume only while it is not in use (detach it first): %w", storage.ErrInvalid, name, derr)
+	}
+	err = d.locked(ctx, "lvextend", "-L", bytesArg(size), d.ref(name))
+	if aerr := d.locked(ctx, "lvchange", "-ay", d.ref(name)); aerr != nil && err == nil {
+		err = fmt.Errorf("activate %s after extending it: %w", name, aerr)
+	}
+	return err
 }
 
 // ListVolumes reports the LVs named volume-<uuid>, with their real sizes.

@@ -15,10 +15,13 @@ CGO_ENABLED=0 go test -c -o "$dir/lvm.test" ./lvm
 cat >"$dir/run" <<'RUN'
 set -eu
 export KILN_GUEST=1
+# The data disk is the tests' PV (lvmtest, one VG at a time): no loop
+# device and no file system in between.
+export KILN_TEST_PV="$KILN_GUEST_DATA_DEV"
 # Every case that needs device-mapper, plus the end-to-end API test, which
 # exports a real LV through tgtd and logs in with open-iscsi here.
 ./lvm.test -test.v -test.timeout 20m -test.run 'TestDM|TestEndToEnd'
 RUN
 start=$(date +%s)
-bash scripts/guest/run.sh "$dir"
+KILN_GUEST_DATA_GB=${KILN_GUEST_DATA_GB:-16} bash scripts/guest/run.sh "$dir"
 echo "== guest tests passed in $(( $(date +%s) - start ))s (boot included)"
