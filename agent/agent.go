@@ -58,10 +58,12 @@ type Agent struct {
 	log   *slog.Logger
 	pools map[string]Driver // by pool name
 	order []string
-	locks keyedlock.Map // by object: "volume/<id>", "snapshot/<id>" (see op)
-	serf  *gossip.Node
-	ln    net.Listener
-	srv   *http.Server
+	// copies holds the progress of running data copies by volume ID.
+	copies sync.Map
+	locks  keyedlock.Map // by object: "volume/<id>", "snapshot/<id>" (see op)
+	serf   *gossip.Node
+	ln     net.Listener
+	srv    *http.Server
 
 	mu   sync.Mutex
 	gen  uint64

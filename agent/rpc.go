@@ -24,6 +24,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("DELETE /v1/pools/{pool}/volumes/{id}", a.handleDelete)
 	mux.HandleFunc("POST /v1/pools/{pool}/volumes/{id}/extend", a.handleExtend)
 	mux.HandleFunc("POST /v1/pools/{pool}/volumes/{id}/revert", a.handleRevert)
+	mux.HandleFunc("GET /v1/pools/{pool}/volumes/{id}/progress", a.handleProgress)
 	mux.HandleFunc("POST /v1/pools/{pool}/volumes/{id}/export", a.handleExport)
 	mux.HandleFunc("POST /v1/pools/{pool}/volumes/{id}/unexport", a.handleUnexport)
 	mux.HandleFunc("GET /v1/pools/{pool}/snapshots", a.handleListSnapshots)
@@ -107,6 +108,24 @@ func (a *Agent) handleList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, agentrpc.VolumeList{Volumes: vols})
 }
 
+func (a *Agent) handleProgress(w http.ResponseWriter, r *http.Request) {
+	if _, _, err := a.pool(r); err != nil {
+		writeErr(w, err)
+		return
+	}
+	id := r.PathValue("id")
+	if err := storage.ValidateID(id); err != nil {
+		writeErr(w, err)
+		return
+	}
+	p, ok := a.copies.Load(id)
+	if !ok {
+		writeErr(w, fmt.Errorf("no data copy of volume %s is running: %w", id, storage.ErrNotFound))
+		return
+	}
+	writeJSON(w, http.StatusOK, p.(*copyProgress).get())
+}
+
 func (a *Agent) handleListSnapshots(w http.ResponseWriter, r *http.Request) {
 	_, d, err := a.pool(r)
 	if err != nil {
@@ -144,6 +163,7 @@ type call struct {
 	log     *slog.Logger
 	keys    []string
 	changes bool // the pool's capacity may change: re-publish after
+	copies  bool // the operation may copy data: track its progress
 }
 
 // op resolves {pool} and {id}, validates the ID, decodes the body into body
@@ -202,6 +222,12 @@ func (c *call) run(f func(ctx context.Context) error) error {
 	stop := context.AfterFunc(c.a.ctx, cancel)
 	defer stop()
 
+	if c.copies {
+		p := &copyProgress{log: c.log}
+		c.a.copies.Store(c.id, p)
+		defer c.a.copies.Delete(c.id)
+		ctx = storage.WithProgress(ctx, p.report)
+	}
 	start := time.Now()
 	if err := f(ctx); err != nil {
 		return err
@@ -243,6 +269,7 @@ func (a *Agent) handleCreate(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 		}
+		c.copies = req.SnapshotID != "" || req.SourceVolumeID != ""
 		return c.run(func(ctx context.Context) error {
 			var vol storage.Volume
 			var err error
@@ -300,6 +327,7 @@ func (a *Agent) handleRevert(w http.ResponseWriter, r *http.Request) {
 		if err := c.also("snapshot_id", kindSnapshot, req.SnapshotID); err != nil {
 			return err
 		}
+		c.copies = true
 		return c.run(func(ctx context.Context) error {
 			if err := c.d.RevertToSnapshot(ctx, c.id, req.SnapshotID); err != nil {
 				return err

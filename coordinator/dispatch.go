@@ -360,7 +360,9 @@ func (s *Server) createOnAgent(ctx context.Context, log *slog.Logger, v *state.V
 	var vol storage.Volume
 	var err error
 	if v.SnapshotID != "" || v.SourceVolID != "" {
+		stop := s.watchCopy(ctx, log, addr, p.Info.Name, v.ID)
 		vol, err = s.client.CreateVolumeFrom(ctx, addr, p.Info.Name, v.ID, v.SizeGB, v.SnapshotID, v.SourceVolID)
+		stop()
 	} else {
 		vol, err = s.client.CreateVolume(ctx, addr, p.Info.Name, v.ID, v.SizeGB)
 	}
@@ -474,7 +476,10 @@ func (s *Server) processVolumeTask(ctx context.Context, log *slog.Logger, v *sta
 			return
 		}
 		s.step(ctx, log, v.ID, v.TaskStartedAt,
-			func() error { return s.client.RevertToSnapshot(ctx, addr, p.Info.Name, v.ID, v.RevertSnapshotID) },
+			func() error {
+				defer s.watchCopy(ctx, log, addr, p.Info.Name, v.ID)()
+				return s.client.RevertToSnapshot(ctx, addr, p.Info.Name, v.ID, v.RevertSnapshotID)
+			},
 			func() state.Command { return state.VolumeReverted{ID: v.ID, At: now()} }, fail)
 	}
 }

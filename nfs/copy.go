@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+
+	"github.com/kilnstore/kiln/internal/storage"
 )
 
 const (
@@ -23,16 +25,18 @@ var zeros [zeroBlock]byte
 // are not written, so copying a big mostly-empty volume reads and writes
 // only its data, and the copy occupies no more than the source. ctx is
 // checked between chunks, so a cancelled copy stops promptly; the caller
-// removes the unfinished destination.
+// removes the unfinished destination. Progress goes to the context's
+// storage.ProgressFunc after every data extent.
 func copySparse(ctx context.Context, dst, src *os.File, size int64) error {
 	buf := make([]byte, copyChunk)
+	progress := storage.Progress(ctx)
 	for off := int64(0); off < size; {
 		start, end, err := dataExtent(src, off, size)
 		if err != nil {
 			return err
 		}
 		if start >= size {
-			return nil
+			break
 		}
 		if end <= start { // never loop on a file system that misreports holes
 			end = min(start+copyChunk, size)
@@ -51,7 +55,9 @@ func copySparse(ctx context.Context, dst, src *os.File, size int64) error {
 			pos += int64(n)
 		}
 		off = end
+		progress(off, size)
 	}
+	progress(size, size)
 	return nil
 }
 

@@ -9,6 +9,7 @@
 //	DELETE /v1/pools/{pool}/volumes/{id}           -> 204
 //	POST   /v1/pools/{pool}/volumes/{id}/extend    ExtendRequest -> 204
 //	POST   /v1/pools/{pool}/volumes/{id}/revert    RevertRequest -> 204
+//	GET    /v1/pools/{pool}/volumes/{id}/progress  -> Progress (404: no copy running)
 //	POST   /v1/pools/{pool}/volumes/{id}/export    ConnectorRequest -> ConnectionResponse
 //	POST   /v1/pools/{pool}/volumes/{id}/unexport  ConnectorRequest -> 204
 //	GET    /v1/pools/{pool}/snapshots              -> SnapshotList
@@ -72,6 +73,22 @@ type CreateRequest struct {
 	SizeGB         int64  `json:"size_gb"`
 	SnapshotID     string `json:"snapshot_id,omitempty"`
 	SourceVolumeID string `json:"source_volume_id,omitempty"`
+}
+
+// Progress is how far a volume's running data copy (a create from a
+// snapshot or a volume, a revert) has come.
+type Progress struct {
+	DoneBytes  int64     `json:"done_bytes"`
+	TotalBytes int64     `json:"total_bytes"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// Percent is DoneBytes as a share of TotalBytes, 0-100.
+func (p Progress) Percent() int {
+	if p.TotalBytes <= 0 {
+		return 0
+	}
+	return int(min(100, p.DoneBytes*100/p.TotalBytes))
 }
 
 // VolumeResponse returns a volume.
@@ -326,6 +343,14 @@ func (c *Client) ListVolumes(ctx context.Context, addr, pool string) ([]storage.
 // than the volume's is storage.ErrInvalid.
 func (c *Client) ExtendVolume(ctx context.Context, addr, pool, id string, newSizeGB int64) error {
 	return c.do(ctx, http.MethodPost, addr, volumePath(pool, id)+"/extend", ExtendRequest{NewSizeGB: newSizeGB}, nil)
+}
+
+// Progress reports the running data copy of volume id; an error wrapping
+// storage.ErrNotFound when none is running.
+func (c *Client) Progress(ctx context.Context, addr, pool, id string) (Progress, error) {
+	var p Progress
+	err := c.do(ctx, http.MethodGet, addr, volumePath(pool, id)+"/progress", nil, &p)
+	return p, err
 }
 
 // RevertToSnapshot restores volume id to the data of its snapshot
