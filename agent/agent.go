@@ -65,6 +65,10 @@ type Agent struct {
 	ln     net.Listener
 	srv    *http.Server
 
+	// bootID tells this process from the agent's earlier and later ones in
+	// its tags (gossip.Tags.BootID), so the leader sees every restart.
+	bootID string
+
 	mu   sync.Mutex
 	gen  uint64
 	last []gossip.PoolCapacity
@@ -101,6 +105,7 @@ func Start(cfg Config) (*Agent, error) {
 	a := &Agent{
 		cfg: cfg, log: cfg.Logger.With("node", cfg.Name, "role", "agent"),
 		pools: map[string]Driver{}, changed: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
+		bootID: gossip.NewBootID(),
 	}
 	for _, d := range cfg.Drivers {
 		info := d.Info()
@@ -176,7 +181,7 @@ func Start(cfg Config) (*Agent, error) {
 		}()
 	}
 	ok = true
-	a.log.Info("agent started", "rpc", a.RPCAddr(), "serf", n.Addr(), "pools", a.order)
+	a.log.Info("agent started", "rpc", a.RPCAddr(), "serf", n.Addr(), "pools", a.order, "boot_id", a.bootID)
 	return a, nil
 }
 
@@ -212,7 +217,7 @@ func (a *Agent) tags() gossip.Tags {
 	defer a.mu.Unlock()
 	return gossip.Tags{
 		Role: gossip.RoleAgent, Version: a.cfg.Version, Zone: a.cfg.Zone,
-		RPCAddr: a.rpcAddrOrConfigured(), Generation: a.gen, Pools: a.last,
+		RPCAddr: a.rpcAddrOrConfigured(), Generation: a.gen, BootID: a.bootID, Pools: a.last,
 	}
 }
 
@@ -262,6 +267,11 @@ func (a *Agent) publishLoop() {
 		case <-a.changed:
 		}
 		caps := a.measure(a.ctx)
+		if a.ctx.Err() != nil {
+			// Shutting down: a measurement cut short reads as "unknown"
+			// capacity, which must not reach the cluster as the last word.
+			return
+		}
 		a.mu.Lock()
 		same := equalCaps(caps, a.last)
 		if !same {

@@ -27,8 +27,8 @@ import (
 //     (state.SetPoolOrphans) so operators see it in get_pools.
 //
 // It runs when an agent is first seen by this leader (which covers gaining
-// leadership), when it comes back or restarts, and every
-// InventoryInterval.
+// leadership), when it comes back or restarts (a new boot ID in its tags,
+// see restartReason), and every InventoryInterval.
 
 // poolLister is what the inventory needs from the agent client besides
 // AgentClient. The agentrpc client has it; an AgentClient without it turns
@@ -56,13 +56,23 @@ type agentIncarnation struct {
 	addr       string
 	port       uint16
 	generation uint64
+	bootID     string
 	joins      uint64
 }
 
 // restartReason says why cur, seen after old, calls for an inventory ("" =
-// no reason). The agent's tag generation restarts at 1 with the process, so
-// a generation that went back means a restart Serf did not see as a
-// failure (same address, back within the failure-detection time).
+// no reason).
+//
+// A restart Serf did not see as a failure (same address, back within the
+// failure-detection time) brings no join and no new address; it shows as a
+// new boot ID, which every agent process draws at start
+// (gossip.Tags.BootID). The generation cannot tell it reliably: it restarts
+// at 1 with the process, but an agent whose capacity had not changed was
+// still at 1, and the new process may have counted past the old one before
+// the leader looks. It is only the fallback for agents without a boot ID
+// (older versions during a rolling upgrade), where it catches the restarts
+// after which the generation went back. An agent that gains or loses a
+// boot ID was restarted (upgraded or downgraded), so that counts as well.
 func restartReason(old agentIncarnation, known bool, cur agentIncarnation) string {
 	switch {
 	case !cur.alive:
@@ -75,7 +85,9 @@ func restartReason(old agentIncarnation, known bool, cur agentIncarnation) strin
 		return "rejoined"
 	case cur.rpcAddr != old.rpcAddr || cur.addr != old.addr || cur.port != old.port:
 		return "new address"
-	case cur.generation < old.generation:
+	case cur.bootID != old.bootID:
+		return "restarted"
+	case cur.bootID == "" && cur.generation < old.generation:
 		return "restarted"
 	}
 	return ""
@@ -125,7 +137,7 @@ func (inv *inventory) observe(v *view) {
 			continue
 		}
 		cur := agentIncarnation{alive: m.Status == gossip.StatusAlive, rpcAddr: m.Tags.RPCAddr, addr: m.Addr,
-			port: m.Port, generation: m.Tags.Generation, joins: v.joinCount(m.Name)}
+			port: m.Port, generation: m.Tags.Generation, bootID: m.Tags.BootID, joins: v.joinCount(m.Name)}
 		old, known := inv.seen[m.Name]
 		inv.seen[m.Name] = cur
 		if why := restartReason(old, known, cur); why != "" {

@@ -12,9 +12,16 @@ import (
 )
 
 func TestRestartReason(t *testing.T) {
-	base := agentIncarnation{alive: true, rpcAddr: "10.0.0.1:8780", addr: "10.0.0.1", port: 8781, generation: 7, joins: 1}
+	base := agentIncarnation{alive: true, rpcAddr: "10.0.0.1:8780", addr: "10.0.0.1", port: 8781, generation: 7, bootID: "0a1b2c3d", joins: 1}
 	with := func(f func(*agentIncarnation)) agentIncarnation {
 		c := base
+		f(&c)
+		return c
+	}
+	// legacy is an agent from before boot IDs.
+	legacy := with(func(c *agentIncarnation) { c.bootID = "" })
+	withLegacy := func(f func(*agentIncarnation)) agentIncarnation {
+		c := legacy
 		f(&c)
 		return c
 	}
@@ -24,16 +31,30 @@ func TestRestartReason(t *testing.T) {
 		cur   agentIncarnation
 		want  string
 	}{
-		"first seen":          {cur: base, want: "first seen by this leader"},
-		"first seen, failed":  {cur: with(func(c *agentIncarnation) { c.alive = false })},
-		"unchanged":           {old: base, known: true, cur: base},
-		"capacity changed":    {old: base, known: true, cur: with(func(c *agentIncarnation) { c.generation = 9 })},
-		"alive again":         {old: with(func(c *agentIncarnation) { c.alive = false }), known: true, cur: base, want: "alive again"},
-		"now failed":          {old: base, known: true, cur: with(func(c *agentIncarnation) { c.alive = false })},
-		"rejoined unseen":     {old: base, known: true, cur: with(func(c *agentIncarnation) { c.joins = 2 }), want: "rejoined"},
-		"new rpc address":     {old: base, known: true, cur: with(func(c *agentIncarnation) { c.rpcAddr = "10.0.0.1:9999" }), want: "new address"},
-		"new serf port":       {old: base, known: true, cur: with(func(c *agentIncarnation) { c.port = 1 }), want: "new address"},
-		"generation restarts": {old: base, known: true, cur: with(func(c *agentIncarnation) { c.generation = 1 }), want: "restarted"},
+		"first seen":         {cur: base, want: "first seen by this leader"},
+		"first seen, failed": {cur: with(func(c *agentIncarnation) { c.alive = false })},
+		"unchanged":          {old: base, known: true, cur: base},
+		"capacity changed":   {old: base, known: true, cur: with(func(c *agentIncarnation) { c.generation = 9 })},
+		"alive again":        {old: with(func(c *agentIncarnation) { c.alive = false }), known: true, cur: base, want: "alive again"},
+		"now failed":         {old: base, known: true, cur: with(func(c *agentIncarnation) { c.alive = false })},
+		"rejoined unseen":    {old: base, known: true, cur: with(func(c *agentIncarnation) { c.joins = 2 }), want: "rejoined"},
+		"new rpc address":    {old: base, known: true, cur: with(func(c *agentIncarnation) { c.rpcAddr = "10.0.0.1:9999" }), want: "new address"},
+		"new serf port":      {old: base, known: true, cur: with(func(c *agentIncarnation) { c.port = 1 }), want: "new address"},
+		"new boot id":        {old: base, known: true, cur: with(func(c *agentIncarnation) { c.bootID = "ffff0000" }), want: "restarted"},
+		// The quick restart the generation cannot tell: the old process had
+		// not changed its capacity (still at 1), or the new one already
+		// counted past the old one.
+		"new boot id, gen 1 again": {old: with(func(c *agentIncarnation) { c.generation = 1 }), known: true,
+			cur: with(func(c *agentIncarnation) { c.generation, c.bootID = 1, "ffff0000" }), want: "restarted"},
+		"new boot id, gen ahead": {old: base, known: true, cur: with(func(c *agentIncarnation) { c.generation, c.bootID = 9, "ffff0000" }), want: "restarted"},
+		"same boot id, gen back": {old: base, known: true, cur: with(func(c *agentIncarnation) { c.generation = 1 })},
+		"upgraded":               {old: legacy, known: true, cur: base, want: "restarted"},
+		"downgraded":             {old: base, known: true, cur: legacy, want: "restarted"},
+		"legacy unchanged":       {old: legacy, known: true, cur: legacy},
+		"legacy gen restarts":    {old: legacy, known: true, cur: withLegacy(func(c *agentIncarnation) { c.generation = 1 }), want: "restarted"},
+		"legacy gen ahead":       {old: legacy, known: true, cur: withLegacy(func(c *agentIncarnation) { c.generation = 9 })},
+		"new boot id, failed":    {old: base, known: true, cur: with(func(c *agentIncarnation) { c.alive, c.bootID = false, "ffff0000" })},
+		"new boot id, rejoined":  {old: base, known: true, cur: with(func(c *agentIncarnation) { c.joins, c.bootID = 2, "ffff0000" }), want: "rejoined"},
 	} {
 		if got := restartReason(tc.old, tc.known, tc.cur); got != tc.want {
 			t.Errorf("%s: %q, want %q", name, got, tc.want)
@@ -43,12 +64,12 @@ func TestRestartReason(t *testing.T) {
 
 func TestInventorySchedulesEachAgentOnce(t *testing.T) {
 	v := newView()
-	member := func(name string, status gossip.MemberStatus, gen uint64) gossip.Member {
+	member := func(name string, status gossip.MemberStatus, gen uint64, boot string) gossip.Member {
 		return gossip.Member{Name: name, Addr: "127.0.0.1", Port: 1, Status: status,
-			Tags: gossip.Tags{Role: gossip.RoleAgent, RPCAddr: "127.0.0.1:2", Generation: gen}}
+			Tags: gossip.Tags{Role: gossip.RoleAgent, RPCAddr: "127.0.0.1:2", Generation: gen, BootID: boot}}
 	}
-	v.update(member("a1", gossip.StatusAlive, 3))
-	v.update(member("a2", gossip.StatusFailed, 3))
+	v.update(member("a1", gossip.StatusAlive, 3, "0000000a"))
+	v.update(member("a2", gossip.StatusFailed, 3, "0000000b"))
 	v.update(gossip.Member{Name: "c1", Status: gossip.StatusAlive, Tags: gossip.Tags{Role: gossip.RoleCoordinator}})
 	inv := &inventory{poke: make(chan struct{}, 1), seen: map[string]agentIncarnation{}, due: map[string]string{}, running: map[string]bool{}}
 	names := func(ds []dueAgent) []string {
@@ -62,8 +83,9 @@ func TestInventorySchedulesEachAgentOnce(t *testing.T) {
 	if got := names(inv.take()); !slices.Equal(got, []string{"a1"}) {
 		t.Fatalf("due at the start of a term: %v", got)
 	}
-	// Marked again while its check runs: handed out after it finishes.
-	v.update(member("a1", gossip.StatusAlive, 1))
+	// Marked again while its check runs (a quick restart: a new boot ID,
+	// same address, no join): handed out after it finishes.
+	v.update(member("a1", gossip.StatusAlive, 3, "1000000a"))
 	inv.observe(v)
 	if got := inv.take(); len(got) != 0 {
 		t.Fatalf("handed out while running: %v", got)
@@ -77,8 +99,14 @@ func TestInventorySchedulesEachAgentOnce(t *testing.T) {
 	if got := inv.take(); len(got) != 0 {
 		t.Fatalf("nothing changed, yet due: %v", got)
 	}
+	// A capacity change is no restart.
+	v.update(member("a1", gossip.StatusAlive, 4, "1000000a"))
+	inv.observe(v)
+	if got := inv.take(); len(got) != 0 {
+		t.Fatalf("due after a capacity change: %v", got)
+	}
 	// a2 comes back; a1 failed and rejoined between two looks.
-	v.update(member("a2", gossip.StatusAlive, 1))
+	v.update(member("a2", gossip.StatusAlive, 1, "1000000b"))
 	v.noteJoin("a1")
 	inv.observe(v)
 	if got := names(inv.take()); !slices.Equal(got, []string{"a1", "a2"}) {

@@ -165,6 +165,7 @@ func clusterTags(i int) Tags {
 		Zone:       "nova",
 		RPCAddr:    fmt.Sprintf("127.0.0.1:%d", 18000+i),
 		Generation: 1,
+		BootID:     NewBootID(),
 		Pools: []PoolCapacity{{
 			Name: "local", TotalKind: storage.Known, TotalGB: 100, FreeKind: storage.Known, FreeGB: 100,
 		}},
@@ -356,7 +357,7 @@ func TestSnapshotRejoin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tags := clusterTags(1)
+	tags := clusterTags(1) // a new boot ID
 	tags.Generation = 7
 	again := startNode(t, "a1", tags, func(c *Config) {
 		c.SnapshotPath = snap
@@ -368,6 +369,38 @@ func TestSnapshotRejoin(t *testing.T) {
 		}
 		return seesMember(again, "c1", StatusAlive, nil)
 	})
+}
+
+// TestQuickRestartShowsNewBootID restarts a member at once on its old port
+// with the tags of a fresh process, the generation back at 1 as before:
+// the others see the new boot ID, which is how the coordinator leader tells
+// a restart that failure detection may never have noticed.
+func TestQuickRestartShowsNewBootID(t *testing.T) {
+	c1 := startNode(t, "c1", Tags{Role: RoleCoordinator})
+	first := clusterTags(1)
+	a1 := startNode(t, "a1", first)
+	if _, err := a1.Join([]string{c1.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a1 to join", func() error { return seesMember(c1, "a1", StatusAlive, &first) })
+	_, port, err := net.SplitHostPort(a1.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a1.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	second := clusterTags(1)
+	if second.BootID == first.BootID || second.Generation != first.Generation {
+		t.Fatalf("tags of the second process: %+v", second)
+	}
+	again := startNode(t, "a1", second, func(c *Config) { c.BindPort, _ = strconv.Atoi(port) })
+	if _, err := again.Join([]string{c1.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFor(t, "the new boot ID", func() error { return seesMember(c1, "a1", StatusAlive, &second) })
+	_, failed := c1.events.find(EventFailed, "a1")
+	t.Logf("new boot ID seen %v after the restart (failure detected: %v)", d, failed)
 }
 
 func TestShutdownIdempotent(t *testing.T) {
@@ -434,7 +467,7 @@ func TestSizeGuardMatchesSerf(t *testing.T) {
 	largest := 0
 	for count := 1; count <= 40; count++ {
 		for nameLen := 1; nameLen <= 63; nameLen += 7 {
-			tags := Tags{Role: RoleAgent, Version: "0.1.0", Zone: "nova", RPCAddr: "127.0.0.1:18000", Generation: 1 << 40}
+			tags := Tags{Role: RoleAgent, Version: "0.1.0", Zone: "nova", RPCAddr: "127.0.0.1:18000", Generation: 1 << 40, BootID: NewBootID()}
 			for i := range count {
 				name := fmt.Sprintf("p%d-%s", i, strings.Repeat("n", nameLen))
 				tags.Pools = append(tags.Pools, PoolCapacity{Name: name[:min(len(name), 63)], TotalKind: storage.Known, TotalGB: 12345.67, FreeKind: storage.Known, FreeGB: 1.5, Volumes: i})

@@ -2,6 +2,8 @@ package gossip
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -60,6 +62,12 @@ type Tags struct {
 	// only), so that a reader can tell whether a full report it fetched over
 	// RPC is at least as new as the tags.
 	Generation uint64
+	// BootID identifies the agent process (agents only): a random
+	// BootIDLen-character lowercase hex string drawn at start (NewBootID),
+	// so that a reader sees every restart, even one quick enough that Serf
+	// never saw the member fail and with a generation that did not go back.
+	// Empty means unknown (an agent from before boot IDs).
+	BootID string
 	// Pools are the agent's pools (agents only), in the agent's order of
 	// importance: when they do not all fit, trailing pools are dropped.
 	Pools []PoolCapacity
@@ -91,6 +99,7 @@ var ErrInvalidTags = errors.New("invalid gossip tags")
 //	ra  Raft address, host:port                         coordinators
 //	e   bootstrap-expect, decimal                       coordinators
 //	g   capacity generation, decimal                    agents
+//	b   boot ID, 8 lowercase hex digits                 agents
 //	p   pools, comma-separated; each pool is            agents
 //	    name:total:free:provisioned:volumes, where total and free are
 //	    a decimal number of GiB, "i" (infinite) or "u" (unknown)
@@ -106,6 +115,7 @@ const (
 	keyRaftAddr   = "ra"
 	keyExpect     = "e"
 	keyGeneration = "g"
+	keyBootID     = "b"
 	keyPools      = "p"
 	keyTruncated  = "t"
 
@@ -130,9 +140,21 @@ const (
 var (
 	versionPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+~-]*$`)
 	uintPattern    = regexp.MustCompile(`^[0-9]{1,20}$`)
+	bootIDPattern  = regexp.MustCompile(`^[0-9a-f]{8}$`)
 	decimalPattern = regexp.MustCompile(`^[0-9]{1,16}(\.[0-9]{1,16})?$`)
 	dnsLabel       = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 )
+
+// BootIDLen is the length of a boot ID: 32 random bits, so two processes of
+// one agent share one with a chance of 1 in 4 billion, in 11 bytes of tags.
+const BootIDLen = 8
+
+// NewBootID returns a random boot ID for an agent process (Tags.BootID).
+func NewBootID() string {
+	var b [BootIDLen / 2]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it panics instead)
+	return hex.EncodeToString(b[:])
+}
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidTags, fmt.Sprintf(format, args...))
@@ -152,7 +174,7 @@ func (t Tags) encode() (map[string]string, int, error) {
 	if err := t.validate(); err != nil {
 		return nil, 0, err
 	}
-	m := make(map[string]string, 9)
+	m := make(map[string]string, 10)
 	switch t.Role {
 	case RoleCoordinator:
 		m[keyRole] = roleCoordinatorValue
@@ -174,6 +196,7 @@ func (t Tags) encode() (map[string]string, int, error) {
 	if t.Generation != 0 {
 		m[keyGeneration] = strconv.FormatUint(t.Generation, 10)
 	}
+	setIf(keyBootID, t.BootID)
 
 	pools := make([]string, len(t.Pools))
 	for i, p := range t.Pools {
@@ -291,8 +314,11 @@ func (t Tags) validate() error {
 	if t.Role == RoleAgent && (t.RaftAddr != "" || t.Expect != 0) {
 		return invalid("an agent cannot carry a Raft address or bootstrap-expect")
 	}
-	if t.Role == RoleCoordinator && (t.Generation != 0 || len(t.Pools) > 0 || t.PoolsTruncated) {
-		return invalid("a coordinator cannot carry pools or a capacity generation")
+	if t.BootID != "" && !bootIDPattern.MatchString(t.BootID) {
+		return invalid("boot ID %q must be %d lowercase hex digits", t.BootID, BootIDLen)
+	}
+	if t.Role == RoleCoordinator && (t.Generation != 0 || t.BootID != "" || len(t.Pools) > 0 || t.PoolsTruncated) {
+		return invalid("a coordinator cannot carry pools, a capacity generation or a boot ID")
 	}
 	seen := make(map[string]bool, len(t.Pools))
 	for i, p := range t.Pools {
@@ -381,7 +407,7 @@ func DecodeTags(m map[string]string) (Tags, error) {
 		return Tags{}, invalid("unknown role %q", r)
 	}
 	// Present-but-empty values are never written by Encode.
-	for _, k := range []string{keyVersion, keyZone, keyRPCAddr, keyRaftAddr, keyExpect, keyGeneration, keyPools, keyTruncated} {
+	for _, k := range []string{keyVersion, keyZone, keyRPCAddr, keyRaftAddr, keyExpect, keyGeneration, keyBootID, keyPools, keyTruncated} {
 		if v, ok := m[k]; ok && v == "" {
 			return Tags{}, invalid("tag %q is empty", k)
 		}
@@ -390,6 +416,7 @@ func DecodeTags(m map[string]string) (Tags, error) {
 	t.Zone = m[keyZone]
 	t.RPCAddr = m[keyRPCAddr]
 	t.RaftAddr = m[keyRaftAddr]
+	t.BootID = m[keyBootID] // checked by validate
 	if v, ok := m[keyExpect]; ok {
 		n, err := parseUint(v, maxExpect)
 		if err != nil {

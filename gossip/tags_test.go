@@ -19,6 +19,7 @@ func agentTags() Tags {
 		Zone:       "nova",
 		RPCAddr:    "10.0.0.5:8776",
 		Generation: 42,
+		BootID:     "9f3c01ab",
 		Pools: []PoolCapacity{
 			{Name: "local", TotalKind: storage.Known, TotalGB: 1862.5, FreeKind: storage.Known, FreeGB: 1024.25, ProvisionedGB: 800, Volumes: 12},
 			{Name: "thin-pool_1", TotalKind: storage.Infinite, FreeKind: storage.Unknown, ProvisionedGB: 0.01, Volumes: 0},
@@ -44,6 +45,7 @@ func TestTagsRoundTrip(t *testing.T) {
 		{Role: RoleAgent},
 		{Role: RoleCoordinator},
 		{Role: RoleAgent, PoolsTruncated: true, Generation: math.MaxUint64},
+		{Role: RoleAgent, BootID: NewBootID()},
 	} {
 		m, err := tags.Encode()
 		if err != nil {
@@ -68,7 +70,7 @@ func TestTagsEncodingIsCompact(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"r": "a", "v": "0.1.0-dev+abc123", "z": "nova", "a": "10.0.0.5:8776", "g": "42",
+		"r": "a", "v": "0.1.0-dev+abc123", "z": "nova", "a": "10.0.0.5:8776", "g": "42", "b": "9f3c01ab",
 		"p": "local:1862.5:1024.25:800:12,thin-pool_1:i:u:0.01:0,ceph.rbd:u:i:1000000000:1000000",
 	}
 	if !maps.Equal(m, want) {
@@ -197,6 +199,11 @@ func TestEncodeRejectsInvalid(t *testing.T) {
 		"coordinator pools":    {Role: RoleCoordinator, Pools: agentTags().Pools},
 		"coordinator gen":      {Role: RoleCoordinator, Generation: 1},
 		"coordinator trunc":    {Role: RoleCoordinator, PoolsTruncated: true},
+		"coordinator boot id":  {Role: RoleCoordinator, BootID: "0a1b2c3d"},
+		"boot id short":        {Role: RoleAgent, BootID: "0a1b2c3"},
+		"boot id long":         {Role: RoleAgent, BootID: "0a1b2c3d4"},
+		"boot id uppercase":    {Role: RoleAgent, BootID: "0A1B2C3D"},
+		"boot id not hex":      {Role: RoleAgent, BootID: "0a1b2c3g"},
 		"pool name empty":      pool(func(p *PoolCapacity) { p.Name = "" }),
 		"pool name separators": pool(func(p *PoolCapacity) { p.Name = "a:b" }),
 		"pool name comma":      pool(func(p *PoolCapacity) { p.Name = "a,b" }),
@@ -269,6 +276,14 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 		"gen negative":           with(valid, "g", "-1"),
 		"gen overflow":           with(valid, "g", "18446744073709551616"),
 		"gen float":              with(valid, "g", "1.5"),
+		"boot id empty":          with(valid, "b", ""),
+		"boot id short":          with(valid, "b", "9f3c01a"),
+		"boot id long":           with(valid, "b", "9f3c01ab0"),
+		"boot id uppercase":      with(valid, "b", "9F3C01AB"),
+		"boot id not hex":        with(valid, "b", "9f3c01ax"),
+		"boot id spaces":         with(valid, "b", " 9f3c01a"),
+		"boot id newline":        with(valid, "b", "9f3c01ab\n"),
+		"coordinator with boot":  with(coord, "b", "9f3c01ab"),
 		"trunc bad":              with(valid, "t", "true"),
 		"trunc empty":            with(valid, "t", ""),
 		"pools empty":            with(valid, "p", ""),
@@ -308,6 +323,27 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 	if _, err := DecodeTags(with(valid, "future", "value")); err != nil {
 		t.Errorf("unknown key rejected: %v", err)
 	}
+	// An agent from before boot IDs publishes none: unknown, not invalid.
+	if got, err := DecodeTags(with(valid, "b", "<delete>")); err != nil || got.BootID != "" || got.Generation != 42 {
+		t.Errorf("tags without a boot ID = %+v, %v", got, err)
+	}
+}
+
+func TestNewBootID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		id := NewBootID()
+		if len(id) != BootIDLen || !bootIDPattern.MatchString(id) {
+			t.Fatalf("NewBootID() = %q", id)
+		}
+		if _, err := (Tags{Role: RoleAgent, BootID: id}).Encode(); err != nil {
+			t.Fatalf("Encode with boot ID %q: %v", id, err)
+		}
+		seen[id] = true
+	}
+	if len(seen) < 99 { // 32 random bits: a repeat in 100 is a 1 in a million chance
+		t.Errorf("NewBootID repeats: %d distinct of 100", len(seen))
+	}
 }
 
 // FuzzDecodeTags feeds DecodeTags maps written as lines of key=value.
@@ -329,6 +365,8 @@ func FuzzDecodeTags(f *testing.F) {
 	f.Add("r=a\np=a:1.005:2:3:4,b:i:u:0:0\nt=1\n")
 	f.Add("r=c\nra=[::1]:8300\ne=3\n")
 	f.Add("r=a\na=host.example.:1\n")
+	f.Add("r=a\ng=1\nb=0123abcd\n")
+	f.Add("r=a\nb=0123ABCD\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		m := make(map[string]string)
 		for _, line := range strings.Split(text, "\n") {
