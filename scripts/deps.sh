@@ -33,4 +33,9 @@ if [ ${#need[@]} -gt 0 ]; then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
+# nfs-ganesha, its VFS FSAL, dbus-daemon and libnfs-utils (the NFS export
+# tests run a private bus and a real ganesha.nfsd on loopback).
+if [ "$(id -u)" -eq 0 ]; then
+	bash scripts/ganesha.sh deps
+fi
 go mod download
