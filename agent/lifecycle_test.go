@@ -19,6 +19,7 @@ import (
 	"github.com/kilnstore/kiln/agent"
 	"github.com/kilnstore/kiln/internal/agentrpc"
 	"github.com/kilnstore/kiln/internal/storage"
+	"github.com/kilnstore/kiln/internal/testenv"
 	"github.com/kilnstore/kiln/nfs"
 )
 
@@ -31,34 +32,16 @@ const (
 	sn2 = "5a1b2c3d-0000-4000-8000-000000000002"
 )
 
-// lockedBuffer collects log output from the agent's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startLoggedAgent starts agent "a1" with one thin pool "p1" and returns
 // it, the pool directory and the agent's log output.
-func startLoggedAgent(t *testing.T) (*agent.Agent, string, *lockedBuffer) {
+func startLoggedAgent(t *testing.T) (*agent.Agent, string, *testenv.SyncBuffer) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "p1")
 	d, err := nfs.New(nfs.Config{Name: "p1", Dir: dir, CapacityGB: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testenv.SyncBuffer{}
 	a, err := agent.Start(agent.Config{Name: "a1", RPCAddr: "127.0.0.1:0", SerfAddr: "127.0.0.1:0",
 		Timing: "local", Drivers: []agent.Driver{d}, StatsInterval: time.Hour,
 		Logger: testLogger(t, logs)})

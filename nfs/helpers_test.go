@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kilnstore/kiln/internal/storage"
+	"github.com/kilnstore/kiln/internal/testenv"
 	"github.com/kilnstore/kiln/nfs"
 )
 
@@ -91,18 +92,8 @@ func statfs(t *testing.T, dir string) (total, avail int64) {
 func requireAvail(t *testing.T, dir string, bytes int64) {
 	t.Helper()
 	if _, avail := statfs(t, dir); avail < bytes {
-		skipOrFailInCI(t, "needs %d GiB available under %s, have %.1f GiB", bytes/gib, dir, float64(avail)/float64(gib))
+		testenv.SkipOrFail(t, "needs %d GiB available under %s, have %.1f GiB", bytes/gib, dir, float64(avail)/float64(gib))
 	}
-}
-
-// skipOrFailInCI skips loudly for a developer whose machine lacks the
-// resource, and fails under CI (CI=true), where a skip would hide a gap.
-func skipOrFailInCI(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true and this test cannot run: "+format, args...)
-	}
-	t.Skipf("SKIPPED: "+format, args...)
 }
 
 // fallocateWorks reports whether dir's file system supports fallocate(2).

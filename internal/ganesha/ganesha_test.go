@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/kilnstore/kiln/internal/ganesha"
 	"github.com/kilnstore/kiln/internal/ganesha/ganeshatest"
 	"github.com/kilnstore/kiln/internal/storage"
+	"github.com/kilnstore/kiln/internal/testenv"
 )
 
 func volID(n int) string { return fmt.Sprintf("%08x-6e66-4000-8000-%012x", n, n) }
@@ -43,30 +43,12 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	return time.Since(start)
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // newManager returns a Manager for s with an export directory of its own;
 // its debug log goes to the returned buffer (and to the test log on
 // failure).
-func newManager(t *testing.T, s *ganeshatest.Server, squash string) (*ganesha.Manager, *syncBuffer) {
+func newManager(t *testing.T, s *ganeshatest.Server, squash string) (*ganesha.Manager, *testenv.SyncBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	m, err := ganesha.New(ganesha.Config{
 		Bus:       ganesha.BusConfig{Address: s.BusAddress, GaneshaLog: s.LogFile, CallTimeout: 5 * time.Second},
 		ExportDir: filepath.Join(t.TempDir(), "exports"),

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/kilnstore/kiln/internal/atomicfile"
 	"github.com/kilnstore/kiln/internal/storage"
 )
 
@@ -166,7 +167,7 @@ func (m *Manager) ensureLocked(ctx context.Context, e Export, shown map[uint16]s
 	content := renderExport(e, pseudo, m.cfg.Squash)
 	fileChanged := false
 	if old, err := os.ReadFile(file); err != nil || !bytes.Equal(old, content) {
-		if _, err := writeFileAtomic(file, content, 0o640); err != nil {
+		if _, err := atomicfile.WriteFile(file, content, 0o640); err != nil {
 			return fail(fmt.Errorf("ganesha: export volume %s: write %s: %w", e.VolumeID, file, err))
 		}
 		fileChanged = true

@@ -8,11 +8,10 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 
+	"github.com/kilnstore/kiln/internal/atomicfile"
 	"github.com/kilnstore/kiln/internal/storage"
 )
 
@@ -85,10 +84,8 @@ func OpenStore(path string, ids IDRange) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ganesha: read export records: %w", err)
 	}
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		if err := os.Chmod(path, 0o600); err != nil {
-			return nil, fmt.Errorf("ganesha: export records %s are mode %v: %w", path, fi.Mode().Perm(), err)
-		}
+	if mode, err := atomicfile.Restrict(path, 0o600); err != nil {
+		return nil, fmt.Errorf("ganesha: export records %s are mode %v: %w", path, mode, err)
 	}
 	var f storeFile
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -233,7 +230,7 @@ func (s *Store) replace(exports map[string]Export, next uint16) error {
 	if err != nil {
 		return fmt.Errorf("ganesha: encode export records: %w", err)
 	}
-	renamed, err := writeFileAtomic(s.path, append(data, '\n'), 0o600)
+	renamed, err := atomicfile.WriteFile(s.path, append(data, '\n'), 0o600)
 	if renamed {
 		s.exports, s.next = exports, next
 	}
@@ -241,47 +238,4 @@ func (s *Store) replace(exports map[string]Export, next uint16) error {
 		return fmt.Errorf("ganesha: write export records: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with data (mode perm): a temporary file in
-// the same directory, fsync, rename, fsync of the directory. renamed
-// reports whether path holds data, also when making that durable failed.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (renamed bool, err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*") // mode 0600
-	if err != nil {
-		return false, err
-	}
-	defer func() {
-		if !renamed {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(perm); err != nil {
-		return false, err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return false, err
-	}
-	if err := tmp.Sync(); err != nil {
-		return false, err
-	}
-	if err := tmp.Close(); err != nil {
-		return false, err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return false, err
-	}
-	// Some file systems cannot fsync a directory (EINVAL); their renames are
-	// as durable as they make them.
-	d, err := os.Open(dir)
-	if err != nil {
-		return true, err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return true, fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return true, nil
 }

@@ -7,11 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kilnstore/kiln/internal/storage"
+	"github.com/kilnstore/kiln/internal/testenv"
 )
 
 // The messages are real tgtadm 1.0.85 output, collected against a running
@@ -46,24 +46,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fakeTgtadm writes a tgtadm stand-in that echoes its arguments to stderr
 // (as tgtadm does in some of its messages) and exits with code.
 func fakeTgtadm(t *testing.T, script string) string {
@@ -78,7 +60,7 @@ func fakeTgtadm(t *testing.T, script string) string {
 func TestCommandErrorsAndLogsRedactSecret(t *testing.T) {
 	const secret = "Sup3rS3cretXYZ12"
 	bin := fakeTgtadm(t, `echo "tgtadm: -p argument value '$*' invalid" >&2; echo "LC_ALL=$LC_ALL" >&2; exit 22`)
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	m, err := New(Config{Tgtadm: bin, Portals: []string{"127.0.0.1:3261"}, ControlPort: 32619},
 		slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {

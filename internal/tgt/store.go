@@ -8,10 +8,10 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
+
+	"github.com/kilnstore/kiln/internal/atomicfile"
 )
 
 const storeVersion = 1
@@ -47,10 +47,8 @@ func OpenStore(path string) (*Store, error) {
 		return nil, fmt.Errorf("tgt: read export records: %w", err)
 	}
 	// The file holds secrets: take back permissions someone widened.
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		if err := os.Chmod(path, 0o600); err != nil {
-			return nil, fmt.Errorf("tgt: export records %s are mode %v: %w", path, fi.Mode().Perm(), err)
-		}
+	if mode, err := atomicfile.Restrict(path, 0o600); err != nil {
+		return nil, fmt.Errorf("tgt: export records %s are mode %v: %w", path, mode, err)
 	}
 	var f storeFile
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -125,51 +123,16 @@ func sortedExports(m map[string]Export) []Export {
 // replace writes next and makes it the store's content once the file holds
 // it (also if making the rename durable then fails).
 func (s *Store) replace(next map[string]Export) error {
-	renamed, err := s.write(next)
+	data, err := json.MarshalIndent(storeFile{Version: storeVersion, Exports: sortedExports(next)}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("tgt: encode export records: %w", err)
+	}
+	renamed, err := atomicfile.WriteFile(s.path, append(data, '\n'), 0o600)
 	if renamed {
 		s.exports = next
 	}
-	return err
-}
-
-func (s *Store) write(exports map[string]Export) (renamed bool, err error) {
-	data, err := json.MarshalIndent(storeFile{Version: storeVersion, Exports: sortedExports(exports)}, "", "  ")
 	if err != nil {
-		return false, fmt.Errorf("tgt: encode export records: %w", err)
+		return fmt.Errorf("tgt: write export records: %w", err)
 	}
-	data = append(data, '\n')
-	dir := filepath.Dir(s.path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(s.path)+".tmp-*") // mode 0600
-	if err != nil {
-		return false, fmt.Errorf("tgt: write export records: %w", err)
-	}
-	defer func() {
-		if !renamed {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return false, fmt.Errorf("tgt: write export records: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return false, fmt.Errorf("tgt: write export records: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return false, fmt.Errorf("tgt: write export records: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), s.path); err != nil {
-		return false, fmt.Errorf("tgt: write export records: %w", err)
-	}
-	// Make the rename durable. Some file systems cannot fsync a directory
-	// (EINVAL); their renames are as durable as they make them.
-	d, err := os.Open(dir)
-	if err != nil {
-		return true, fmt.Errorf("tgt: write export records: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return true, fmt.Errorf("tgt: write export records: sync %s: %w", dir, err)
-	}
-	return true, nil
+	return nil
 }

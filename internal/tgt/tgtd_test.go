@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/kilnstore/kiln/internal/storage"
+	"github.com/kilnstore/kiln/internal/testenv"
 	"github.com/kilnstore/kiln/internal/tgt"
 	"github.com/kilnstore/kiln/internal/tgt/tgttest"
 )
@@ -71,29 +72,11 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // newManager returns a Manager for the tgtd at (portal, ctl) whose debug
 // log goes to the returned buffer (and to the test log on failure).
-func newManager(t *testing.T, portal string, ctl int) (*tgt.Manager, *syncBuffer) {
+func newManager(t *testing.T, portal string, ctl int) (*tgt.Manager, *testenv.SyncBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	m, err := tgt.New(tgt.Config{ControlPort: ctl, Portals: []string{portal}},
 		slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {

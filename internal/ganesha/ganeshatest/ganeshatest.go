@@ -15,7 +15,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -23,28 +22,24 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/kilnstore/kiln/internal/testenv"
 )
 
 // SkipOrFailInCI skips a test that cannot run here, and fails it under CI
-// (CI=true).
+// (CI=true): testenv.SkipOrFail.
 func SkipOrFailInCI(t testing.TB, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true and this test cannot run: "+format, args...)
-	}
-	t.Skipf("SKIPPED: "+format, args...)
+	testenv.SkipOrFail(t, format, args...)
 }
 
-var (
-	depsOnce sync.Once
-	depsErr  error
-)
+// deps runs scripts/ganesha.sh deps, once.
+var deps = testenv.DepsOnce(Script)
 
 // Tools are the programs Start and the tests' client checks need.
 var Tools = []string{"ganesha.nfsd", "dbus-daemon", "ss", "nfs-cat", "nfs-ls", "nfs-cp"}
@@ -56,37 +51,15 @@ var Tools = []string{"ganesha.nfsd", "dbus-daemon", "ss", "nfs-cat", "nfs-ls", "
 // iproute2.
 func Require(t testing.TB, tools ...string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		SkipOrFailInCI(t, "needs root to run nfs-ganesha (it must own org.ganesha.nfsd and serve files as any user)")
-	}
+	testenv.RequireRoot(t, "to run nfs-ganesha (it must own org.ganesha.nfsd and serve files as any user)")
 	tools = append(append([]string{}, Tools...), tools...)
-	missing := func() []string {
-		var out []string
-		for _, tool := range tools {
-			if _, err := exec.LookPath(tool); err != nil {
-				out = append(out, tool)
-			}
-		}
+	testenv.RequireInstalled(t, "scripts/ganesha.sh deps", deps, func() []string {
+		out := testenv.MissingCommands(tools...)
 		if vfsFSAL() == "" {
 			out = append(out, "libfsalvfs.so (nfs-ganesha-vfs)")
 		}
 		return out
-	}
-	if len(missing()) > 0 {
-		depsOnce.Do(func() {
-			script, err := Script()
-			if err != nil {
-				depsErr = err
-				return
-			}
-			if out, err := exec.Command("bash", script, "deps").CombinedOutput(); err != nil {
-				depsErr = fmt.Errorf("%s deps: %v\n%s", script, err, out)
-			}
-		})
-	}
-	if m := missing(); len(m) > 0 {
-		SkipOrFailInCI(t, "missing %v (scripts/ganesha.sh deps installs them): %v", m, depsErr)
-	}
+	})
 }
 
 // vfsFSAL returns the path of ganesha's VFS FSAL library, "" if missing.
@@ -102,24 +75,11 @@ func vfsFSAL() string {
 // Script returns the path of scripts/ganesha.sh in the source tree
 // containing the working directory.
 func Script() (string, error) {
-	dir, err := os.Getwd()
+	p, err := testenv.Script("ganesha.sh")
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("ganeshatest: %w", err)
 	}
-	for {
-		p := filepath.Join(dir, "scripts", "ganesha.sh")
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			if _, err := os.Stat(p); err != nil {
-				return "", fmt.Errorf("ganeshatest: %s: %w", p, err)
-			}
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("ganeshatest: scripts/ganesha.sh not found: not in the source tree")
-		}
-		dir = parent
-	}
+	return p, nil
 }
 
 // Addr is the address every test server binds.

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kilnstore/kiln/internal/testenv"
 )
 
 var (
@@ -40,22 +42,11 @@ func Require(t testing.TB) {
 		} else if os.Geteuid() != 0 {
 			msg += "; not root, so not installed here"
 		}
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and this test cannot run: %s", msg)
-		}
-		t.Skipf("SKIPPED: %s", msg)
+		testenv.SkipOrFail(t, "%s", msg)
 	}
 }
 
-func missing() []string {
-	var m []string
-	for _, tool := range []string{"qemu-img", "qemu-io"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			m = append(m, tool)
-		}
-	}
-	return m
-}
+func missing() []string { return testenv.MissingCommands("qemu-img", "qemu-io") }
 
 // install runs apt-get install qemu-utils, refreshing the package lists
 // once if the first attempt fails.

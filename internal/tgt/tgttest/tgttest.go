@@ -12,7 +12,6 @@ package tgttest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -20,26 +19,22 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kilnstore/kiln/internal/testenv"
 )
 
 // SkipOrFailInCI skips a test that cannot run here, and fails it under CI
-// (CI=true).
+// (CI=true): testenv.SkipOrFail.
 func SkipOrFailInCI(t testing.TB, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true and this test cannot run: "+format, args...)
-	}
-	t.Skipf("SKIPPED: "+format, args...)
+	testenv.SkipOrFail(t, format, args...)
 }
 
-var (
-	depsOnce sync.Once
-	depsErr  error
-)
+// deps runs scripts/tgtd.sh deps, once.
+var deps = testenv.DepsOnce(Script)
 
 // Require skips (or, under CI, fails) t unless it runs as root and every
 // tool is installed; tgtd and tgtadm are always required. As root it first
@@ -47,57 +42,19 @@ var (
 // iscsi-readcapacity16, ...) and qemu-io with its iscsi driver.
 func Require(t testing.TB, tools ...string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		SkipOrFailInCI(t, "needs root to run tgtd")
-	}
+	testenv.RequireRoot(t, "to run tgtd")
 	tools = append([]string{"tgtd", "tgtadm"}, tools...)
-	missing := func() []string {
-		var out []string
-		for _, tool := range tools {
-			if _, err := exec.LookPath(tool); err != nil {
-				out = append(out, tool)
-			}
-		}
-		return out
-	}
-	if len(missing()) > 0 {
-		depsOnce.Do(func() {
-			script, err := Script()
-			if err != nil {
-				depsErr = err
-				return
-			}
-			if out, err := exec.Command("bash", script, "deps").CombinedOutput(); err != nil {
-				depsErr = fmt.Errorf("%s deps: %v\n%s", script, err, out)
-			}
-		})
-	}
-	if m := missing(); len(m) > 0 {
-		SkipOrFailInCI(t, "missing %v (scripts/tgtd.sh deps installs them): %v", m, depsErr)
-	}
+	testenv.RequireInstalled(t, "scripts/tgtd.sh deps", deps, func() []string { return testenv.MissingCommands(tools...) })
 }
 
 // Script returns the path of scripts/tgtd.sh in the source tree containing
 // the working directory.
 func Script() (string, error) {
-	dir, err := os.Getwd()
+	p, err := testenv.Script("tgtd.sh")
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("tgttest: %w", err)
 	}
-	for {
-		p := filepath.Join(dir, "scripts", "tgtd.sh")
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			if _, err := os.Stat(p); err != nil {
-				return "", fmt.Errorf("tgttest: %s: %w", p, err)
-			}
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("tgttest: scripts/tgtd.sh not found: not in the source tree")
-		}
-		dir = parent
-	}
+	return p, nil
 }
 
 // Daemon is a tgtd started by Start.
