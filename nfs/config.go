@@ -1,6 +1,7 @@
 package nfs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -53,6 +54,18 @@ type Config struct {
 	// the driver reports itself; values are up to 255 bytes of printable
 	// UTF-8; at most MaxCapabilities entries.
 	Capabilities map[string]string
+	// Exporter, if set, serves the pool's directory over NFS (nfs-ganesha
+	// on this host, internal/ganesha): ExportVolume then answers Cinder's
+	// "nfs" connection info and restricts access to the connector's host.
+	// Without it the pool is local to the agent's host.
+	Exporter Exporter
+}
+
+// Exporter exports the directory holding a volume's file to a connector's
+// host and builds Cinder's NFS connection info for the file.
+type Exporter interface {
+	ExportVolume(ctx context.Context, volumeID, dir string, c storage.Connector, name, format string) (storage.ConnectionInfo, error)
+	UnexportVolume(ctx context.Context, volumeID string, c storage.Connector) error
 }
 
 // withDefaults returns cfg with empty fields defaulted and Dir cleaned.

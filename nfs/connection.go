@@ -3,6 +3,7 @@ package nfs
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/kilnstore/kiln/internal/storage"
 )
@@ -12,12 +13,14 @@ import (
 // data.device_path on the host it runs on.
 const DriverVolumeTypeLocal = "local"
 
-// ExportVolume returns the connection info of volume id. A local-directory
-// pool exports nothing: the volume is its file, reachable only on the
-// agent's host, so the connection info is Cinder's "local" type with the
-// file's absolute path as device_path, the same for every connector. It is
-// idempotent; a missing volume wraps storage.ErrNotFound.
-func (d *Driver) ExportVolume(ctx context.Context, id string, _ storage.Connector, _ storage.Credentials) (storage.ConnectionInfo, error) {
+// ExportVolume returns the connection info of volume id. With an Exporter
+// the pool's directory is exported over NFS to the connector's host and the
+// connection info is Cinder's "nfs" type (export, name, options, format).
+// Without one the pool exports nothing: the volume is its file, reachable
+// only on the agent's host, so the connection info is Cinder's "local"
+// type with the file's absolute path as device_path, the same for every
+// connector. It is idempotent; a missing volume wraps storage.ErrNotFound.
+func (d *Driver) ExportVolume(ctx context.Context, id string, c storage.Connector, _ storage.Credentials) (storage.ConnectionInfo, error) {
 	if err := storage.ValidateID(id); err != nil {
 		return storage.ConnectionInfo{}, fmt.Errorf("nfs: export volume: %w", err)
 	}
@@ -34,21 +37,38 @@ func (d *Driver) ExportVolume(ctx context.Context, id string, _ storage.Connecto
 	if err != nil {
 		return fail(err)
 	}
+	if d.cfg.Exporter != nil {
+		ci, err := d.cfg.Exporter.ExportVolume(ctx, id, d.cfg.Dir, c, filepath.Base(path), formatRaw)
+		if err != nil {
+			return fail(err)
+		}
+		return ci, nil
+	}
 	return storage.ConnectionInfo{
 		DriverVolumeType: DriverVolumeTypeLocal,
 		Data:             map[string]any{"device_path": path},
 	}, nil
 }
 
-// UnexportVolume undoes ExportVolume: a local-directory pool has no export
-// to remove, so it only validates the ID. It succeeds for a volume that is
-// missing or was never exported.
-func (d *Driver) UnexportVolume(ctx context.Context, id string, _ storage.Connector) error {
+// UnexportVolume undoes ExportVolume for connector c (a zero connector:
+// every host): the exported pool drops c's host from the volume's export;
+// a local-directory pool has no export to remove, so it only validates the
+// ID. It succeeds for a volume that is missing or was never exported.
+func (d *Driver) UnexportVolume(ctx context.Context, id string, c storage.Connector) error {
 	if err := storage.ValidateID(id); err != nil {
 		return fmt.Errorf("nfs: unexport volume: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("nfs: unexport volume %s in pool %q: %w", id, d.cfg.Name, err)
 	}
+	if d.cfg.Exporter != nil {
+		if err := d.cfg.Exporter.UnexportVolume(ctx, id, c); err != nil {
+			return fmt.Errorf("nfs: unexport volume %s in pool %q: %w", id, d.cfg.Name, err)
+		}
+	}
 	return nil
 }
+
+// formatRaw is the format of the pool's volume files (qcow2 comes with the
+// qemu-img volume files, docs/architecture.md "NFS backend").
+const formatRaw = "raw"

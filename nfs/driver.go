@@ -22,8 +22,9 @@ const (
 	DriverVersion = "1.1.0"
 	// ProtocolLocal is the storage_protocol of a local-directory pool: a
 	// volume is reached by its path on the agent's host and is not exported.
-	// Pools on NFS shares will report "nfs".
 	ProtocolLocal = "local"
+	// ProtocolNFS is the storage_protocol of a pool exported over NFS.
+	ProtocolNFS = "nfs"
 )
 
 const (
@@ -100,7 +101,7 @@ func New(cfg Config) (*Driver, error) {
 			Backend:                  cfg.Backend,
 			Driver:                   DriverName,
 			DriverVersion:            DriverVersion,
-			Protocol:                 ProtocolLocal,
+			Protocol:                 protocol(cfg),
 			ThinProvisioning:         !thick,
 			ThickProvisioning:        thick,
 			ReservedPercentage:       cfg.ReservedPercentage,
@@ -110,6 +111,13 @@ func New(cfg Config) (*Driver, error) {
 		pool:   newCtxMutex(),
 		fsStat: statfs,
 	}, nil
+}
+
+func protocol(cfg Config) string {
+	if cfg.Exporter != nil {
+		return ProtocolNFS
+	}
+	return ProtocolLocal
 }
 
 // Info returns the pool's static facts. The capabilities map is a copy.
@@ -510,6 +518,13 @@ func (d *Driver) DeleteVolume(ctx context.Context, id string) error {
 	}
 	defer unlock()
 
+	if d.cfg.Exporter != nil {
+		// An export left by a connection that was never terminated must
+		// not outlive the volume.
+		if err := d.cfg.Exporter.UnexportVolume(ctx, id, storage.Connector{}); err != nil {
+			return fail(fmt.Errorf("remove its NFS export: %w", err))
+		}
+	}
 	path := d.path(id)
 	changed := false
 	fi, err := os.Lstat(path)

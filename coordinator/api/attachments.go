@@ -112,7 +112,11 @@ func connectionInfo(st *state.State, v *state.Volume, ci storage.ConnectionInfo,
 			data["qos_specs"] = maps.Clone(q.Specs)
 		}
 	}
-	return fiber.Map{"driver_volume_type": ci.DriverVolumeType, "data": data}
+	out := fiber.Map{"driver_volume_type": ci.DriverVolumeType, "data": data}
+	if ci.MountPointBase != "" {
+		out["mount_point_base"] = ci.MountPointBase
+	}
+	return out
 }
 
 // export asks the backend for a volume's connection info.

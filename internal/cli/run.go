@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/kilnstore/kiln/agent"
 	"github.com/kilnstore/kiln/coordinator"
 	"github.com/kilnstore/kiln/internal/config"
+	"github.com/kilnstore/kiln/internal/ganesha"
 	"github.com/kilnstore/kiln/internal/tgt"
 	"github.com/kilnstore/kiln/lvm"
 	"github.com/kilnstore/kiln/nfs"
@@ -253,15 +255,31 @@ func drivers(ctx context.Context, f *config.Agent, log *slog.Logger) ([]agent.Dr
 		exporter = tgt.NewVolumes(m, store)
 		background = append(background, tgt.NewKeeper(m, store.List, f.ISCSI.KeepInterval.Duration).Run)
 	}
+	var nfsExporter nfs.Exporter
+	if f.NFSExport != nil {
+		x, keep, err := ganeshaExporter(f.NFSExport, f.DataDir, log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("[agent.nfs_export]: %w", err)
+		}
+		nfsExporter = x
+		background = append(background, keep)
+	}
 	for i, p := range f.Pools {
 		where := fmt.Sprintf("[[agent.pools]] #%d (%s)", i+1, p.Name)
 		switch p.Driver {
 		case "nfs", "":
-			d, err := nfs.New(nfs.Config{
+			cfg := nfs.Config{
 				Name: p.Name, Backend: p.Backend, Dir: p.Dir, CapacityGB: p.CapacityGB,
 				Provisioning: p.Provisioning, ReservedPercentage: p.ReservedPercentage,
 				MaxOverSubscriptionRatio: p.MaxOverSubscriptionRatio, Capabilities: p.Capabilities,
-			})
+			}
+			if p.NFSExport {
+				if nfsExporter == nil {
+					return nil, nil, fmt.Errorf("%s: nfs_export = true needs an [agent.nfs_export] section", where)
+				}
+				cfg.Exporter = nfsExporter
+			}
+			d, err := nfs.New(cfg)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: %w", where, err)
 			}
@@ -289,6 +307,36 @@ func drivers(ctx context.Context, f *config.Agent, log *slog.Logger) ([]agent.Dr
 		}
 	}
 	return out, background, nil
+}
+
+// ganeshaExporter connects to nfs-ganesha over D-Bus and returns the NFS
+// pools' exporter and the keeper that re-adds exports when ganesha
+// restarts.
+func ganeshaExporter(c *config.NFSExport, dataDir string, log *slog.Logger) (nfs.Exporter, func(context.Context), error) {
+	server, err := netip.ParseAddrPort(c.Server)
+	if err != nil {
+		return nil, nil, fmt.Errorf("server %q must be the ip:port clients mount from: %w", c.Server, err)
+	}
+	if dataDir == "" {
+		return nil, nil, fmt.Errorf("the agent needs data_dir to keep its export records")
+	}
+	exportDir := c.ExportDir
+	if exportDir == "" {
+		exportDir = filepath.Join(dataDir, "ganesha-exports")
+	}
+	m, err := ganesha.New(ganesha.Config{
+		Bus:       ganesha.BusConfig{Address: c.DBusAddress, GaneshaLog: c.GaneshaLog},
+		ExportDir: exportDir, PseudoRoot: c.PseudoRoot, Squash: c.Squash,
+	}, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := ganesha.OpenStore(filepath.Join(dataDir, "nfs-exports.json"), ganesha.IDRange{})
+	if err != nil {
+		return nil, nil, err
+	}
+	keep := ganesha.NewKeeper(m, store.List, c.KeepInterval.Duration).Run
+	return ganesha.VolumeExporter{Volumes: ganesha.NewVolumes(m, store), Server: server, MountPointBase: c.MountPointBase}, keep, nil
 }
 
 func agentConfig(ctx context.Context, f *config.Agent, version string, log *slog.Logger) (agent.Config, error) {

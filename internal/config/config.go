@@ -65,6 +65,29 @@ type Agent struct {
 	Pools         []Pool   `toml:"pools"`
 	// ISCSI is the agent's iSCSI target (tgtd), shared by its LVM pools.
 	ISCSI *ISCSI `toml:"iscsi"`
+	// NFSExport is the nfs-ganesha on this host that exports the pools
+	// marked nfs_export = true.
+	NFSExport *NFSExport `toml:"nfs_export"`
+}
+
+// NFSExport is the [agent.nfs_export] section: nfs-ganesha on the agent's
+// host, managed over D-Bus (docs/configuration.md).
+type NFSExport struct {
+	// Server is the ip:port clients mount from (ganesha's NFS address).
+	Server string `toml:"server"`
+	// DBusAddress is the system bus ganesha is on ("" = the default).
+	DBusAddress string `toml:"dbus_address"`
+	// ExportDir holds the export files the agent writes for ganesha;
+	// <data_dir>/ganesha-exports if empty.
+	ExportDir  string `toml:"export_dir"`
+	PseudoRoot string `toml:"pseudo_root"`
+	Squash     string `toml:"squash"`
+	// MountPointBase is shown in connection info (Cinder's
+	// nfs_mount_point_base).
+	MountPointBase string `toml:"mount_point_base"`
+	// GaneshaLog is ganesha's log file, quoted in errors when set.
+	GaneshaLog   string   `toml:"ganesha_log"`
+	KeepInterval Duration `toml:"keep_interval"`
 }
 
 // ISCSI is the [agent.iscsi] section: the tgtd the agent exports through.
@@ -96,6 +119,9 @@ type Pool struct {
 	ReservedPercentage       int               `toml:"reserved_percentage"`
 	MaxOverSubscriptionRatio string            `toml:"max_over_subscription_ratio"`
 	Capabilities             map[string]string `toml:"capabilities"`
+
+	// NFSExport exports an nfs pool through [agent.nfs_export].
+	NFSExport bool `toml:"nfs_export"`
 
 	// LVM pools (driver = "lvm"); see docs/backends/lvm.md.
 	VolumeGroup        string `toml:"volume_group"`

@@ -160,6 +160,9 @@ type Connector struct {
 type ConnectionInfo struct {
 	DriverVolumeType string         `json:"driver_volume_type"`
 	Data             map[string]any `json:"data"`
+	// MountPointBase is where Cinder's NFS driver mounts shares on its own
+	// host, shown beside data as a hint (os-brick uses its own setting).
+	MountPointBase string `json:"mount_point_base,omitempty"`
 }
 
 // Credentials are the CHAP credentials the coordinator generated and keeps
