@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/noauth"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
 
 	"github.com/kilnstore/kiln/internal/testcluster"
@@ -28,14 +27,7 @@ func TestGophercloudAgainstCluster(t *testing.T) {
 			break
 		}
 	}
-	provider, err := noauth.NewClient(gophercloud.AuthOptions{Username: "tf", TenantName: "tf"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := noauth.NewBlockStorageNoAuthV3(provider, noauth.EndpointOpts{CinderEndpoint: c.URL(follower) + "/v3"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := c.BlockStorage(follower, "tf")
 	var ids []string
 	for i := 0; i < 5; i++ {
 		v, err := volumes.Create(ctx, client, volumes.CreateOpts{Size: 1 + i, Name: "tf-vol", Metadata: map[string]string{"i": "x"}}, nil).Extract()

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/noauth"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
 
 	"github.com/kilnstore/kiln/agent"
@@ -55,14 +53,7 @@ func TestEndToEndThroughTheAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := testcluster.Start(t, testcluster.Options{Drivers: func(int) []agent.Driver { return []agent.Driver{d} }})
-	provider, err := noauth.NewClient(gophercloud.AuthOptions{Username: "e2e", TenantName: "e2e"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := noauth.NewBlockStorageNoAuthV3(provider, noauth.EndpointOpts{CinderEndpoint: c.URL(0) + "/v3"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := c.BlockStorage(0, "e2e")
 	wait := func(id, status string) {
 		t.Helper()
 		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)

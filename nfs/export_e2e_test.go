@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/noauth"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
 
 	"github.com/kilnstore/kiln/agent"
@@ -56,14 +54,7 @@ func TestExportThroughGaneshaEndToEnd(t *testing.T) {
 		t.Fatalf("storage_protocol %q, want nfs", d.Info().Protocol)
 	}
 	c := testcluster.Start(t, testcluster.Options{Drivers: func(int) []agent.Driver { return []agent.Driver{d} }})
-	provider, err := noauth.NewClient(gophercloud.AuthOptions{Username: "nfs", TenantName: "nfs"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := noauth.NewBlockStorageNoAuthV3(provider, noauth.EndpointOpts{CinderEndpoint: c.URL(0) + "/v3"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := c.BlockStorage(0, "nfs")
 	v, err := volumes.Create(ctx, client, volumes.CreateOpts{Size: 1, Name: "nfs-e2e"}, nil).Extract()
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,9 @@
 package testcluster
 
 import (
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/noauth"
+
 	"context"
 	"fmt"
 	"io"
@@ -240,4 +243,20 @@ func WaitForT(t testing.TB, timeout time.Duration, cond func() error) {
 	if err := WaitFor(context.Background(), timeout, cond); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// BlockStorage returns a gophercloud block-storage v3 client for project
+// in Cinder's noauth mode, talking to coordinator i: the client Terraform's
+// provider uses.
+func (c *Cluster) BlockStorage(i int, project string) *gophercloud.ServiceClient {
+	c.t.Helper()
+	provider, err := noauth.NewClient(gophercloud.AuthOptions{Username: project, TenantName: project})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	client, err := noauth.NewBlockStorageNoAuthV3(provider, noauth.EndpointOpts{CinderEndpoint: c.URL(i) + "/v3"})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return client
 }
