@@ -164,6 +164,19 @@ func Load(path string) (*File, error) {
 	return Parse(data, path)
 }
 
+// errorWithPosition is the parser's message with the offending line shown.
+// toml v1.6.0's ErrorWithPosition panics on some inputs (an unterminated
+// string at the end of the text, `"\`, index -1; found by FuzzParse): then
+// the plain message, which also names the line, is used.
+func errorWithPosition(perr toml.ParseError) (msg string) {
+	defer func() {
+		if recover() != nil {
+			msg = perr.Error()
+		}
+	}()
+	return perr.ErrorWithPosition()
+}
+
 // Parse decodes configuration text; name is used in error messages.
 func Parse(data []byte, name string) (*File, error) {
 	f := &File{}
@@ -171,7 +184,7 @@ func Parse(data []byte, name string) (*File, error) {
 	if err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
-			return nil, fmt.Errorf("config %s: %s", name, perr.ErrorWithPosition())
+			return nil, fmt.Errorf("config %s: %s", name, errorWithPosition(perr))
 		}
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
