@@ -217,6 +217,8 @@ func (s *Server) leaderLoop(ctx context.Context) {
 		s.log.Error("leader barrier failed", "err", err)
 		return
 	}
+	s.established.Store(true)
+	defer s.established.Store(false)
 	s.log.Info("leadership established; starting leader routines")
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -28,6 +28,10 @@ import (
 
 // Server is one running coordinator.
 type Server struct {
+	// established is true while this node leads and has applied every
+	// entry committed before its term (the leader barrier passed).
+	established atomic.Bool
+
 	cfg    Config
 	log    *slog.Logger
 	fsm    *state.FSM
@@ -319,6 +323,11 @@ func (s *Server) State() *state.State { return s.fsm.State }
 
 // IsLeader reports whether this node is the Raft leader.
 func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// LeaderReady reports whether this node leads and its state holds every
+// entry committed before it took over (after a restart, the log is
+// replayed into the state machine only then).
+func (s *Server) LeaderReady() bool { return s.IsLeader() && s.established.Load() }
 
 // Raft exposes the Raft node for operator commands and tests.
 func (s *Server) Raft() *raft.Raft { return s.raft }

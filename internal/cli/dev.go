@@ -78,7 +78,7 @@ func StartDev(c DevConfig) (*Dev, error) {
 func (d *Dev) WaitReady(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		if d.Coordinator.IsLeader() && len(d.Coordinator.State().Pools()) > 0 {
+		if d.Coordinator.LeaderReady() && len(d.Coordinator.State().Pools()) > 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
