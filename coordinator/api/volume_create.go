@@ -272,7 +272,17 @@ func (s *server) createVolume(c *fiber.Ctx) error {
 	if err := s.apply(c, state.CreateVolume{Volume: *v}); err != nil {
 		return err
 	}
-	return s.respondVolume(c, st, v.ID, http.StatusAccepted)
+	// The 202 shows the volume as created (creating, no host), as Cinder
+	// does, even when a fast pool has made it available by now.
+	created := st.Volume(v.ID)
+	if created == nil {
+		return volumeNotFound(v.ID) // deleted between the write and this read
+	}
+	view := *created
+	if view.Status == state.StatusAvailable {
+		view.Status = state.StatusCreating
+	}
+	return c.Status(http.StatusAccepted).JSON(fiber.Map{"volume": s.volumeDetail(c, st, &view)})
 }
 
 // newVolume resolves a validated request against the state, in the order

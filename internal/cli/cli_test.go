@@ -118,8 +118,8 @@ func TestCinderCLIAgainstDev(t *testing.T) {
 		return string(out)
 	}
 	out := cli("create", "--name", "first", "1")
-	// The 202's view says creating, or already available when the local
-	// pool was faster than the response.
+	// cinder create prints the volume as it reads it back after the 202:
+	// creating, or already available on the local pool.
 	if !strings.Contains(out, "first") || !(strings.Contains(out, "creating") || strings.Contains(out, "available")) {
 		t.Fatalf("create output:\n%s", out)
 	}
