@@ -86,7 +86,18 @@ func (f *forwarder) apply(ctx context.Context, entry []byte) (*state.Result, err
 
 func (f *forwarder) applyLocal(entry []byte) (*state.Result, error) {
 	fut := f.s.raft.Apply(entry, applyTimeout)
-	if err := fut.Error(); err != nil {
+	// A future raft accepted just as it shut down may never be answered
+	// (seen in a leader-kill test: the dispatcher, and so Shutdown, waited
+	// forever): stop waiting when the server shuts down.
+	done := make(chan error, 1)
+	go func() { done <- fut.Error() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-f.s.ctx.Done():
+		return nil, fmt.Errorf("raft apply: %w", raft.ErrRaftShutdown)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("raft apply: %w", err)
 	}
 	res, ok := fut.Response().(*state.Result)
