@@ -8,7 +8,9 @@ start=$(date +%s)
 bash scripts/deps.sh
 bash scripts/lint.sh
 echo "== go test -race ./..."
-go test -race -count=1 -timeout 20m ./...
+# TestDM* need device-mapper, which this kernel lacks: they run in the qemu
+# guest below instead (a skip under CI=true is a failure).
+go test -race -count=1 -timeout 20m -skip '^TestDM' ./...
 echo "== tests that need device-mapper, in a qemu guest"
 bash scripts/test-guest.sh
 echo "== fuzz (short runs of every fuzz target)"

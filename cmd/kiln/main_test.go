@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kilnstore/kiln/internal/testcluster"
+	"github.com/kilnstore/kiln/internal/testenv"
 )
 
 // TestProcessesFormClusterAndSurviveLeaderKill runs the real kiln binary as
@@ -23,10 +24,7 @@ import (
 // SIGKILLs the leader process.
 func TestProcessesFormClusterAndSurviveLeaderKill(t *testing.T) {
 	if testing.Short() {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true: this process-level test must run; do not pass -short in CI")
-		}
-		t.Skip("SKIPPED with -short: builds the binary and runs processes")
+		testenv.SkipOrFail(t, "with -short: builds the binary and runs processes (do not pass -short in CI)")
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "kiln")

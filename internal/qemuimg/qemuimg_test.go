@@ -17,6 +17,7 @@ import (
 
 	"github.com/kilnstore/kiln/internal/qemuimg/qemuimgtest"
 	"github.com/kilnstore/kiln/internal/storage"
+	"github.com/kilnstore/kiln/internal/testenv"
 )
 
 const (
@@ -688,7 +689,7 @@ func TestNoSpace(t *testing.T) {
 	tool := newTool(t)
 	ctx := context.Background()
 	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: needs root to mount a small tmpfs; classify is covered by TestClassifyStderr")
+		testenv.SkipOrFail(t, "needs root to mount a small tmpfs")
 	}
 	dir := t.TempDir()
 	mnt := filepath.Join(dir, "mnt")
@@ -696,7 +697,7 @@ func TestNoSpace(t *testing.T) {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Skipf("SKIPPED: cannot mount a tmpfs here: %v %s", err, out)
+		testenv.SkipOrFail(t, "cannot mount a tmpfs here: %v %s", err, out)
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
