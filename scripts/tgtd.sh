@@ -68,9 +68,14 @@ deps() {
 # alive PID: the process exists, is tgtd, and is not a zombie (stopped
 # daemons linger as zombies here until their parent reaps them).
 alive() {
+	[ "$(cat "/proc/$1/comm" 2>/dev/null)" = tgtd ] && running "$1"
+}
+
+# running PID: the process exists and is not a zombie, whatever it runs.
+# A child just started with & is still bash until it has exec'd tgtd.
+running() {
 	local pid=$1 state
 	[ -r "/proc/$pid/stat" ] || return 1
-	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = tgtd ] || return 1
 	state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
 	[ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
 }
@@ -143,7 +148,7 @@ start() {
 	pid=$!
 	echo "$pid" >"$dir/tgtd.pid"
 	for _ in $(seq 200); do
-		if ! alive "$pid"; then
+		if ! running "$pid"; then
 			tail -n 20 "$dir/tgtd.log" >&2
 			rm -f "$dir/tgtd.pid"
 			die "tgtd exited during start (log: $dir/tgtd.log)"
