@@ -74,6 +74,31 @@ func (t *Tool) Info(ctx context.Context, path, format string) (Info, error) {
 	return info, nil
 }
 
+// InUse reports whether another process (a VM's qemu, another qemu-img)
+// holds the image at path open for writing: it runs qemu-img info without
+// -U, which needs the image's shared lock and fails with ErrInUse when a
+// writer holds it. Other failures are returned as errors.
+func (t *Tool) InUse(ctx context.Context, path, format string) (bool, error) {
+	if err := checkPath("image", path); err != nil {
+		return false, err
+	}
+	if err := checkFormat("format", format); err != nil {
+		return false, err
+	}
+	_, err := t.run(ctx, invocation{
+		args:     []string{"info", "--output=json", "-f", format, path},
+		dir:      filepath.Dir(path),
+		metadata: true,
+	})
+	switch {
+	case errors.Is(err, ErrInUse):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return false, nil
+}
+
 // InfoChain reports the image at path and its backing files, top first.
 // It follows the chain itself, one image at a time, and checks each backing
 // reference before opening it: it must name a file in path's directory

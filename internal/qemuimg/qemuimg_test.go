@@ -626,7 +626,16 @@ func TestInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	qemuimgtest.Write(t, img, FormatQCOW2, region{Off: 0, Len: mib, Pattern: 0x66})
+	if busy, err := tool.InUse(ctx, img, FormatQCOW2); err != nil || busy {
+		t.Fatalf("InUse of a free image = %v, %v", busy, err)
+	}
 	holdImage(t, img, FormatQCOW2)
+	if busy, err := tool.InUse(ctx, img, FormatQCOW2); err != nil || !busy {
+		t.Fatalf("InUse of an image qemu-io holds = %v, %v", busy, err)
+	}
+	if _, err := tool.InUse(ctx, filepath.Join(dir, "missing"), FormatQCOW2); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("InUse of a missing image: %v", err)
+	}
 
 	if info, err := tool.Info(ctx, img, FormatQCOW2); err != nil || info.VirtualSize != 64*mib {
 		t.Fatalf("info of an image in use: %+v, %v", info, err)
