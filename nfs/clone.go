@@ -10,6 +10,36 @@ import (
 	"github.com/kilnstore/kiln/internal/storage"
 )
 
+// chainCreateFrom is createFrom in the qcow2 mode (all locks held): the
+// source is a volume's active image, or a snapshot's data file in its
+// volume's chain (srcVol, "" if no chain has the snapshot).
+func (d *Driver) chainCreateFrom(ctx context.Context, id string, size int64, kind, srcPrefix, srcID, srcVol string) error {
+	exists, err := d.existingChain(id, size)
+	if err != nil || exists {
+		return err
+	}
+	if srcVol == "" {
+		return fmt.Errorf("%s %s does not exist: %w", kind, srcID, storage.ErrNotFound)
+	}
+	ci, err := d.chainVolume(srcVol)
+	if errors.Is(err, storage.ErrNotFound) && srcPrefix == volumePrefix {
+		return fmt.Errorf("%s %s does not exist: %w", kind, srcID, storage.ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	src := ci.Active
+	if srcPrefix == snapshotPrefix {
+		if _, ok := ci.Snapshots[srcID]; !ok {
+			return fmt.Errorf("%s %s does not exist: %w", kind, srcID, storage.ErrNotFound)
+		}
+		if src, err = d.backingOf(ci, srcID); err != nil {
+			return err
+		}
+	}
+	return d.chainCopy(ctx, id, size, d.file(src), ci.format(src), srcVol, kind)
+}
+
 // CreateVolumeFromSnapshot creates volume id holding the data of snapshot
 // snapshotID, with a size of sizeGiB GiB (at least the snapshot's size; the
 // part beyond it reads as zeros). The copy is sparse and the volume appears
@@ -64,7 +94,20 @@ func (d *Driver) createFrom(ctx context.Context, id, srcPrefix, srcID string, si
 	fail := func(err error) (storage.Volume, error) {
 		return storage.Volume{}, fmt.Errorf("nfs: create volume %s from %s %s in pool %q: %w", id, kind, srcID, d.cfg.Name, err)
 	}
-	unlock, err := d.lockIDs(ctx, volKey(id), srcPrefix+srcID)
+	keys := []string{volKey(id), srcPrefix + srcID}
+	srcVol := srcID
+	if d.chain && srcPrefix == snapshotPrefix {
+		// The snapshot lives in its volume's chain, which must not change
+		// during the copy.
+		var err error
+		if srcVol, err = d.snapshotVolume(srcID); err != nil {
+			return fail(err)
+		}
+		if srcVol != "" {
+			keys = append(keys, volKey(srcVol))
+		}
+	}
+	unlock, err := d.lockIDs(ctx, keys...)
 	if err != nil {
 		return fail(err)
 	}
@@ -73,6 +116,12 @@ func (d *Driver) createFrom(ctx context.Context, id, srcPrefix, srcID string, si
 	path := d.path(id)
 	size := sizeGiB * storage.GiB
 	vol := storage.Volume{ID: id, SizeBytes: size, Location: path}
+	if d.chain {
+		if err := d.chainCreateFrom(ctx, id, size, kind, srcPrefix, srcID, srcVol); err != nil {
+			return fail(err)
+		}
+		return d.chainLocated(vol)
+	}
 	exists, err := d.existingSynced(path, size)
 	if err != nil {
 		return fail(err)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/kilnstore/kiln/internal/storage"
 )
@@ -15,6 +17,27 @@ const (
 	ProvisioningThin  = "thin"
 	ProvisioningThick = "thick"
 )
+
+// Snapshot modes accepted in Config.Snapshots.
+const (
+	// SnapshotsCopy: a snapshot is a full sparse copy of its volume, a
+	// file of its own (snapshot-<id>); raw volumes only.
+	SnapshotsCopy = "copy"
+	// SnapshotsQCOW2: Cinder's NFS snapshots, qcow2 overlays chained on
+	// the volume's file and tracked in volume-<id>.info.
+	SnapshotsQCOW2 = "qcow2"
+)
+
+// Volume file formats.
+const (
+	formatRaw   = "raw"
+	formatQCOW2 = "qcow2"
+)
+
+// DefaultFileMode is the permission of volume and overlay files when
+// Config.FileMode is 0: owner and group read and write, as Cinder's
+// nas_secure_file_permissions.
+const DefaultFileMode os.FileMode = 0o660
 
 // Defaults applied by New to empty Config fields.
 const (
@@ -54,6 +77,22 @@ type Config struct {
 	// the driver reports itself; values are up to 255 bytes of printable
 	// UTF-8; at most MaxCapabilities entries.
 	Capabilities map[string]string
+	// QCOW2Volumes makes new volumes qcow2 images (Cinder's
+	// nfs_qcow2_volumes) instead of raw sparse files. It needs qcow2
+	// snapshots.
+	QCOW2Volumes bool
+	// Snapshots is SnapshotsCopy or SnapshotsQCOW2. Empty means qcow2 for
+	// a pool that is exported (Exporter) or holds qcow2 volumes, copy for a
+	// plain local directory (kiln dev: no qemu-img needed). A pool cannot
+	// change modes while it holds snapshots (New refuses).
+	Snapshots string
+	// FileMode is the permission of volume and overlay files (0 means
+	// DefaultFileMode); it must give the owner read and write and nothing
+	// beyond 0777.
+	FileMode os.FileMode
+	// QemuImg is the qemu-img binary of the qcow2 mode: a name in PATH or
+	// an absolute path; empty means "qemu-img".
+	QemuImg string
 	// Exporter, if set, serves the pool's directory over NFS (nfs-ganesha
 	// on this host, internal/ganesha): ExportVolume then answers Cinder's
 	// "nfs" connection info and restricts access to the connector's host.
@@ -82,6 +121,15 @@ func (cfg Config) withDefaults() Config {
 	if cfg.Dir != "" {
 		cfg.Dir = filepath.Clean(cfg.Dir)
 	}
+	if cfg.Snapshots == "" {
+		cfg.Snapshots = SnapshotsCopy
+		if cfg.QCOW2Volumes || cfg.Exporter != nil {
+			cfg.Snapshots = SnapshotsQCOW2
+		}
+	}
+	if cfg.FileMode == 0 {
+		cfg.FileMode = DefaultFileMode
+	}
 	return cfg
 }
 
@@ -108,6 +156,21 @@ func (cfg Config) validate() error {
 	}
 	if cfg.Provisioning != ProvisioningThin && cfg.Provisioning != ProvisioningThick {
 		bad("provisioning %q must be %q or %q", cfg.Provisioning, ProvisioningThin, ProvisioningThick)
+	}
+	switch cfg.Snapshots {
+	case SnapshotsQCOW2:
+	case SnapshotsCopy:
+		if cfg.QCOW2Volumes {
+			bad("qcow2 volumes need qcow2 snapshots (nfs_snapshots = %q), not %q", SnapshotsQCOW2, cfg.Snapshots)
+		}
+	default:
+		bad("snapshots %q must be %q or %q", cfg.Snapshots, SnapshotsCopy, SnapshotsQCOW2)
+	}
+	if strings.ContainsRune(cfg.QemuImg, '/') && !filepath.IsAbs(cfg.QemuImg) {
+		bad("qemu-img binary %q must be a name in PATH or an absolute path", cfg.QemuImg)
+	}
+	if cfg.FileMode&^os.ModePerm != 0 || cfg.FileMode&0o600 != 0o600 {
+		bad("file mode %#o must be permission bits (at most 0777) that let the owner read and write", uint32(cfg.FileMode))
 	}
 
 	if len(errs) == 0 {

@@ -57,6 +57,11 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{"capability value with newline", func(c *nfs.Config) { c.Capabilities = map[string]string{"k": "a\nb"} }, "value must be"},
 		{"capability value not UTF-8", func(c *nfs.Config) { c.Capabilities = map[string]string{"k": "\xff"} }, "value must be"},
 		{"too many capabilities", func(c *nfs.Config) { c.Capabilities = tooMany }, "at most 64"},
+		{"unknown snapshot mode", func(c *nfs.Config) { c.Snapshots = "overlay" }, "snapshots"},
+		{"qcow2 volumes with copy snapshots", func(c *nfs.Config) { c.QCOW2Volumes, c.Snapshots = true, nfs.SnapshotsCopy }, "qcow2 volumes need qcow2 snapshots"},
+		{"file mode without owner write", func(c *nfs.Config) { c.FileMode = 0o440 }, "file mode"},
+		{"file mode with setuid", func(c *nfs.Config) { c.FileMode = 0o660 | os.ModeSetuid }, "file mode"},
+		{"relative qemu-img", func(c *nfs.Config) { c.Snapshots, c.QemuImg = nfs.SnapshotsQCOW2, "bin/qemu-img" }, "qemu-img"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -37,8 +37,16 @@ func (d *Driver) ExportVolume(ctx context.Context, id string, c storage.Connecto
 	if err != nil {
 		return fail(err)
 	}
+	format := formatRaw
+	if d.chain {
+		ci, err := d.readChain(id)
+		if err != nil {
+			return fail(err)
+		}
+		path, format = d.file(ci.Active), ci.format(ci.Active)
+	}
 	if d.cfg.Exporter != nil {
-		ci, err := d.cfg.Exporter.ExportVolume(ctx, id, d.cfg.Dir, c, filepath.Base(path), formatRaw)
+		ci, err := d.cfg.Exporter.ExportVolume(ctx, id, d.cfg.Dir, c, filepath.Base(path), format)
 		if err != nil {
 			return fail(err)
 		}
@@ -68,7 +76,3 @@ func (d *Driver) UnexportVolume(ctx context.Context, id string, c storage.Connec
 	}
 	return nil
 }
-
-// formatRaw is the format of the pool's volume files (qcow2 comes with the
-// qemu-img volume files, docs/architecture.md "NFS backend").
-const formatRaw = "raw"

@@ -1,18 +1,24 @@
 package nfs
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 
 	"github.com/kilnstore/kiln/internal/agentrpc"
 	"github.com/kilnstore/kiln/internal/keyedlock"
+	"github.com/kilnstore/kiln/internal/qemuimg"
 	"github.com/kilnstore/kiln/internal/storage"
 )
 
@@ -51,6 +57,11 @@ type Driver struct {
 	thick    bool
 	capBytes int64 // 0: no cap
 	info     storage.PoolInfo
+	// chain: qcow2 mode (chain.go); format is the format of new volumes;
+	// img runs qemu-img (qcow2 mode only).
+	chain  bool
+	format string
+	img    *qemuimg.Tool
 
 	ids  keyedlock.Map // serializes operations per volume and snapshot (volKey, snapKey)
 	pool ctxMutex      // thick: makes free-space check + reservation atomic
@@ -77,7 +88,25 @@ func New(cfg Config) (*Driver, error) {
 		caps = map[string]string{}
 	}
 	// A file grows while it is open, so an attached volume can be extended.
+	// In the qcow2 mode a qcow2 image is resized by qemu-img, which a
+	// running VM's lock prevents.
 	caps[agentrpc.CapabilityOnlineExtend] = "True"
+	chain := cfg.Snapshots == SnapshotsQCOW2
+	format := formatRaw
+	if cfg.QCOW2Volumes {
+		format = formatQCOW2
+	}
+	var img *qemuimg.Tool
+	if chain {
+		caps[agentrpc.CapabilityOnlineExtend] = "False"
+		if _, err := exec.LookPath(cmp.Or(cfg.QemuImg, "qemu-img")); err != nil {
+			return nil, fmt.Errorf("nfs: pool %q: qcow2 snapshots and volumes need qemu-img (apt-get install qemu-utils): %w", cfg.Name, err)
+		}
+		var err error
+		if img, err = qemuimg.New(qemuimg.Config{Binary: cfg.QemuImg}); err != nil {
+			return nil, fmt.Errorf("nfs: pool %q: %w", cfg.Name, err)
+		}
+	}
 
 	fi, err := os.Stat(cfg.Dir)
 	switch {
@@ -91,10 +120,17 @@ func New(cfg Config) (*Driver, error) {
 		return nil, fmt.Errorf("%w: nfs: pool %q: %s exists and is not a directory", storage.ErrInvalid, cfg.Name, cfg.Dir)
 	}
 
+	if err := checkMode(cfg.Dir, chain); err != nil {
+		return nil, fmt.Errorf("%w: nfs: pool %q: %w", storage.ErrInvalid, cfg.Name, err)
+	}
+
 	thick := cfg.Provisioning == ProvisioningThick
 	return &Driver{
 		cfg:      cfg,
 		thick:    thick,
+		chain:    chain,
+		format:   format,
+		img:      img,
 		capBytes: int64(cfg.CapacityGB * float64(storage.GiB)),
 		info: storage.PoolInfo{
 			Name:                     cfg.Name,
@@ -218,6 +254,7 @@ func (d *Driver) measure(ctx context.Context) (capacity, error) {
 	for _, s := range h.snapshots {
 		c.snapshots += s.SizeBytes
 	}
+	c.snapshots += h.overlays
 	if d.capBytes > 0 {
 		c.total = min(c.total, d.capBytes)
 	}
@@ -252,6 +289,7 @@ type holdings struct {
 	volumes   []storage.Volume   // sorted by ID, never nil
 	snapshots []storage.Snapshot // sorted by ID, never nil; VolumeID not read
 	allocated int64              // bytes the volumes and snapshots occupy
+	overlays  int64              // qcow2 mode: bytes the overlays occupy
 }
 
 // scan reads the pool directory: the regular files named volume-<uuid> and
@@ -293,7 +331,68 @@ func (d *Driver) scan(ctx context.Context) (holdings, error) {
 		}
 		h.allocated += allocatedBytes(fi)
 	}
+	if d.chain {
+		return d.scanChains(entries, h)
+	}
 	return h, nil
+}
+
+// scanChains completes a scan in the qcow2 mode: a volume's size is its
+// active image's virtual size and its location the active image; overlays
+// count as snapshot space.
+func (d *Driver) scanChains(entries []os.DirEntry, h holdings) (holdings, error) {
+	for i, v := range h.volumes {
+		ci, err := d.readChain(v.ID)
+		if err != nil {
+			continue // listed as the base file; operations report the record
+		}
+		size, err := d.activeSize(ci)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return holdings{}, fmt.Errorf("volume %s: %w", v.ID, err)
+		}
+		h.volumes[i].SizeBytes, h.volumes[i].Location = size, d.file(ci.Active)
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), volumePrefix)
+		if !ok || len(rest) != 2*uuidLen+len(infoSeparator) || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return holdings{}, err
+		}
+		h.allocated += allocatedBytes(fi)
+		h.overlays += allocatedBytes(fi)
+	}
+	return h, nil
+}
+
+// checkMode refuses a pool directory holding snapshots of the other mode:
+// copies (snapshot-<id>) in the qcow2 mode, chains in the copy mode.
+func checkMode(dir string, chain bool) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if chain {
+			if id, ok := strings.CutPrefix(name, snapshotPrefix); ok && storage.ValidateID(id) == nil {
+				return fmt.Errorf("%s holds copy-mode snapshots (%s); the qcow2 snapshot mode cannot be enabled until they are deleted", dir, name)
+			}
+			continue
+		}
+		if rest, ok := strings.CutPrefix(name, volumePrefix); ok && len(rest) > uuidLen && rest[uuidLen:uuidLen+1] == infoSeparator {
+			return fmt.Errorf("%s holds qcow2 chains (%s); the copy snapshot mode cannot be used on it", dir, name)
+		}
+	}
+	return nil
 }
 
 // CreateVolume creates volume id as a file of exactly sizeGiB GiB. If the
@@ -320,6 +419,12 @@ func (d *Driver) CreateVolume(ctx context.Context, id string, sizeGiB int64) (st
 	path := d.path(id)
 	size := sizeGiB * storage.GiB
 	vol := storage.Volume{ID: id, SizeBytes: size, Location: path}
+	if d.chain {
+		if err := d.chainCreateVolume(ctx, id, size); err != nil {
+			return fail(err)
+		}
+		return d.chainLocated(vol)
+	}
 	exists, err := d.existingSynced(path, size)
 	if err != nil {
 		return fail(err)
@@ -356,14 +461,10 @@ func (d *Driver) existingSynced(path string, size int64) (bool, error) {
 // existing reports whether path already holds a volume of size bytes; any
 // other thing at path is a conflict.
 func existing(path string, size int64) (bool, error) {
-	fi, err := os.Lstat(path)
+	fi, err := lstatExisting(path)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
-	case err != nil:
+	case err != nil || fi == nil:
 		return false, err
-	case !fi.Mode().IsRegular():
-		return false, fmt.Errorf("%s exists and is not a regular file (mode %s): %w", path, fi.Mode(), storage.ErrExists)
 	case fi.Size() != size:
 		return false, fmt.Errorf("%s exists with %d bytes (%.2f GiB), requested %d bytes (%d GiB): %w",
 			path, fi.Size(), gib(fi.Size()), size, size/storage.GiB, storage.ErrExists)
@@ -468,6 +569,9 @@ func (d *Driver) buildFile(ctx context.Context, prefix, id, path string, size in
 			_ = os.Remove(tmp)
 		}
 	}()
+	if err := f.Chmod(d.cfg.FileMode); err != nil {
+		return err
+	}
 
 	if d.thick {
 		// Reserve the blocks so a thick volume cannot run out of space
@@ -527,19 +631,18 @@ func (d *Driver) DeleteVolume(ctx context.Context, id string) error {
 	}
 	path := d.path(id)
 	changed := false
-	fi, err := os.Lstat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return fail(err)
-	case !fi.Mode().IsRegular():
-		return fail(fmt.Errorf("%s is not a regular file (mode %s); refusing to remove it", path, fi.Mode()))
-	default:
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if d.chain {
+		n, err := d.chainDeleteVolume(id)
+		if err != nil {
 			return fail(err)
 		}
-		changed = true
+		changed = n > 0
 	}
+	removed, err := removeIfRegular(path)
+	if err != nil {
+		return fail(err)
+	}
+	changed = changed || removed
 	n, err := d.removeTemps(volumePrefix, id)
 	if err != nil {
 		return fail(err)
@@ -581,6 +684,13 @@ func (d *Driver) Cleanup(ctx context.Context) (int, error) {
 		}
 	}
 	removed := 0
+	if d.chain {
+		n, err := d.chainCleanup(ctx, entries)
+		removed += n
+		if err != nil {
+			return fail(removed, err)
+		}
+	}
 	for _, o := range temps {
 		unlock, err := d.ids.Lock(ctx, o.prefix+o.id)
 		if err != nil {
@@ -700,4 +810,70 @@ func (d *Driver) volumeFile(id string) (string, fs.FileInfo, error) {
 		return path, nil, fmt.Errorf("%s is not a regular file (mode %s)", path, fi.Mode())
 	}
 	return path, fi, nil
+}
+
+// chainLocated returns vol with its location set to its active image.
+func (d *Driver) chainLocated(vol storage.Volume) (storage.Volume, error) {
+	ci, err := d.readChain(vol.ID)
+	if err != nil {
+		return storage.Volume{}, fmt.Errorf("nfs: volume %s in pool %q: %w", vol.ID, d.cfg.Name, err)
+	}
+	vol.Location = d.file(ci.Active)
+	return vol, nil
+}
+
+// lstatExisting returns the file info of path, nil if it does not exist;
+// anything but a regular file there is a conflict (storage.ErrExists).
+func lstatExisting(path string) (fs.FileInfo, error) {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s exists and is not a regular file (mode %s): %w", path, fi.Mode(), storage.ErrExists)
+	}
+	return fi, nil
+}
+
+// removeIfRegular removes path if it is a regular file and reports whether
+// it did; a missing file is fine, anything else is refused.
+func removeIfRegular(path string) (bool, error) {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	case !fi.Mode().IsRegular():
+		return false, fmt.Errorf("%s is not a regular file (mode %s); refusing to remove it", path, fi.Mode())
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	return true, nil
+}
+
+// readJSON decodes the regular file at path, at most limit bytes, into v,
+// rejecting unknown fields. A missing file wraps fs.ErrNotExist.
+func readJSON(path string, limit int64, v any) error {
+	f, _, err := openRegular(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return err
+	}
+	if int64(len(b)) > limit {
+		return fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }

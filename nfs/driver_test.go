@@ -43,8 +43,8 @@ func TestCreateThinIsSparseWithExactSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if perm := fi.Mode().Perm(); perm != 0o600 {
-		t.Errorf("volume file mode = %v, want 0600", perm)
+	if perm := fi.Mode().Perm(); perm != nfs.DefaultFileMode {
+		t.Errorf("volume file mode = %v, want %v", perm, nfs.DefaultFileMode)
 	}
 	if got := names(t, dir); !equalStrings(got, []string{"volume-" + id}) {
 		t.Errorf("pool directory holds %q, want only the volume", got)

@@ -32,6 +32,12 @@ func (d *Driver) ExtendVolume(ctx context.Context, id string, newSizeGiB int64) 
 	}
 	defer unlock()
 
+	if d.chain {
+		if err := d.chainExtend(ctx, id, newSizeGiB*storage.GiB); err != nil {
+			return fail(err)
+		}
+		return nil
+	}
 	path, fi, err := d.volumeFile(id)
 	if err != nil {
 		return fail(err)

@@ -1,12 +1,10 @@
 package nfs
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 
@@ -54,6 +52,13 @@ func (d *Driver) CreateSnapshot(ctx context.Context, snapshotID, volumeID string
 	}
 	defer unlock()
 
+	if d.chain {
+		snap, err := d.chainSnapshot(ctx, snapshotID, volumeID)
+		if err != nil {
+			return fail(err)
+		}
+		return snap, nil
+	}
 	path := d.snapPath(snapshotID)
 	snap := storage.Snapshot{ID: snapshotID, VolumeID: volumeID, Location: path}
 	size, found, err := d.existingSnapshot(snapshotID, volumeID)
@@ -144,23 +149,9 @@ func (d *Driver) writeMeta(ctx context.Context, id, volumeID string) error {
 // wraps fs.ErrNotExist.
 func (d *Driver) readMeta(id string) (snapshotMeta, error) {
 	path := d.metaPath(id)
-	f, _, err := openRegular(path)
-	if err != nil {
-		return snapshotMeta{}, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxMetaBytes+1))
-	if err != nil {
-		return snapshotMeta{}, err
-	}
-	if len(b) > maxMetaBytes {
-		return snapshotMeta{}, fmt.Errorf("%s is larger than %d bytes", path, maxMetaBytes)
-	}
 	var m snapshotMeta
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
-		return snapshotMeta{}, fmt.Errorf("%s: %w", path, err)
+	if err := readJSON(path, maxMetaBytes, &m); err != nil {
+		return snapshotMeta{}, err
 	}
 	switch {
 	case m.Version != metaVersion:
@@ -200,6 +191,24 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, id string) error {
 	fail := func(err error) error {
 		return fmt.Errorf("nfs: delete snapshot %s in pool %q: %w", id, d.cfg.Name, err)
 	}
+	if d.chain {
+		vol, err := d.snapshotVolume(id)
+		if err != nil {
+			return fail(err)
+		}
+		if vol == "" {
+			return nil // no chain has it: gone already
+		}
+		unlock, err := d.lockIDs(ctx, snapKey(id), volKey(vol))
+		if err != nil {
+			return fail(err)
+		}
+		defer unlock()
+		if err := d.chainDeleteSnapshot(ctx, id, vol); err != nil {
+			return fail(err)
+		}
+		return nil
+	}
 	unlock, err := d.lockIDs(ctx, snapKey(id))
 	if err != nil {
 		return fail(err)
@@ -210,17 +219,12 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, id string) error {
 	// sidecar without a snapshot (which means nothing), never a snapshot
 	// without its sidecar.
 	for _, path := range []string{d.snapPath(id), d.metaPath(id)} {
-		fi, err := os.Lstat(path)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			continue
-		case err != nil:
+		removed, err := removeIfRegular(path)
+		if err != nil {
 			return fail(err)
-		case !fi.Mode().IsRegular():
-			return fail(fmt.Errorf("%s is not a regular file (mode %s); refusing to remove it", path, fi.Mode()))
 		}
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fail(err)
+		if !removed {
+			continue
 		}
 		if err := syncDir(d.cfg.Dir); err != nil {
 			return fail(err)
@@ -249,6 +253,9 @@ func (d *Driver) ListSnapshots(ctx context.Context) ([]storage.Snapshot, error) 
 	h, err := d.scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("nfs: list snapshots of pool %q: %w", d.cfg.Name, err)
+	}
+	if d.chain {
+		return d.chainSnapshots(h.volumes), nil
 	}
 	out := h.snapshots[:0]
 	for _, s := range h.snapshots {
@@ -294,6 +301,12 @@ func (d *Driver) RevertToSnapshot(ctx context.Context, volumeID, snapshotID stri
 	}
 	defer unlock()
 
+	if d.chain {
+		if err := d.chainRevert(ctx, volumeID, snapshotID); err != nil {
+			return fail(err)
+		}
+		return nil
+	}
 	path, vfi, err := d.volumeFile(volumeID)
 	if err != nil {
 		return fail(err)

@@ -4,7 +4,6 @@ package qemuimg
 // without it, a failure under CI=true; installed with apt-get as root).
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -553,64 +552,11 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// holdImage keeps the image open read-write in qemu-io, which takes
-// qemu's image lock as a running VM does, until the test ends. It waits
-// for qemu-io to answer an "info" command (the image is open and locked by
-// then) before it looks at the lock: polling with qemu-img while qemu-io
-// opens the image races qemu-io for the lock and makes it exit.
+// holdImage holds the image as a running VM does and checks that qemu-img
+// then sees it locked.
 func holdImage(t *testing.T, path, format string) {
 	t.Helper()
-	cmd := exec.Command("qemu-io", "-f", format, path)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// stdout and stderr share one pipe so a failure shows what qemu-io said.
-	out, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	opened := make(chan string, 1)
-	go func() {
-		defer out.Close()
-		sc := bufio.NewScanner(out)
-		var said strings.Builder
-		for sc.Scan() {
-			said.WriteString(sc.Text() + "\n")
-			if strings.Contains(sc.Text(), "format name:") {
-				opened <- ""
-				for sc.Scan() {
-				}
-				return
-			}
-		}
-		opened <- said.String()
-	}()
-	t.Cleanup(func() {
-		// qemu-io only holds the image; how it exits on "quit" or EOF is
-		// not what the test checks.
-		_, _ = stdin.Write([]byte("quit\n"))
-		stdin.Close()
-		if err := cmd.Wait(); err != nil {
-			t.Logf("qemu-io holding %s exited: %v", path, err)
-		}
-	})
-	if _, err := stdin.Write([]byte("info\n")); err != nil {
-		t.Fatalf("qemu-io: %v", err)
-	}
-	select {
-	case said := <-opened:
-		if said != "" {
-			t.Fatalf("qemu-io did not open %s: %s", path, said)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("qemu-io did not answer for %s", path)
-	}
+	qemuimgtest.Hold(t, path, format)
 	info, err := exec.Command("qemu-img", "info", "-f", format, path).CombinedOutput()
 	if err == nil || !strings.Contains(string(info), "lock") {
 		t.Fatalf("qemu-io did not lock %s: %v %s", path, err, info)

@@ -8,6 +8,7 @@
 package qemuimgtest
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -111,5 +112,62 @@ func qemuIO(t testing.TB, path, format string, readOnly bool, op string, regions
 	if err != nil || strings.Contains(string(out), "Pattern verification failed") ||
 		strings.Contains(string(out), "failed:") {
 		t.Fatalf("qemu-io %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// Hold keeps the image at path open read-write in qemu-io, which takes
+// qemu's image lock as a running VM does, until the test ends. It returns
+// once qemu-io has answered an "info" command, when the image is open and
+// locked (polling with qemu-img while qemu-io opens the image would race it
+// for the lock and make it exit).
+func Hold(t testing.TB, path, format string) {
+	t.Helper()
+	cmd := exec.Command("qemu-io", "-f", format, path)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// stdout and stderr share one pipe so a failure shows what qemu-io said.
+	out, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	opened := make(chan string, 1)
+	go func() {
+		defer out.Close()
+		sc := bufio.NewScanner(out)
+		var said strings.Builder
+		for sc.Scan() {
+			said.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "format name:") {
+				opened <- ""
+				for sc.Scan() {
+				}
+				return
+			}
+		}
+		opened <- said.String()
+	}()
+	t.Cleanup(func() {
+		// qemu-io only holds the image; how it exits is not what tests check.
+		_, _ = stdin.Write([]byte("quit\n"))
+		stdin.Close()
+		_ = cmd.Wait()
+	})
+	if _, err := stdin.Write([]byte("info\n")); err != nil {
+		t.Fatalf("qemu-io: %v", err)
+	}
+	select {
+	case said := <-opened:
+		if said != "" {
+			t.Fatalf("qemu-io did not open %s: %s", path, said)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("qemu-io did not answer for %s", path)
 	}
 }
