@@ -62,6 +62,19 @@ func TestConfigErrorsAreClear(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, `driver "rbd" is not available`) {
 		t.Fatalf("rbd pool: %d %q", code, errOut)
 	}
+	for body, want := range map[string]string{
+		`pools = [{name = "p", driver = "nfs", dir = "/tmp/kiln-x", file_mode = "rw"}]`:                                 `file_mode "rw" must be an octal permission`,
+		`pools = [{name = "p", driver = "nfs", dir = "/tmp/kiln-x", nfs_snapshots = "overlay"}]`:                        `snapshots "overlay" must be`,
+		`pools = [{name = "p", driver = "nfs", dir = "/tmp/kiln-x", nfs_export = true}]`:                                `nfs_export = true needs an [agent.nfs_export] section`,
+		`pools = [{name = "p", driver = "nfs", dir = "/tmp/kiln-x", nfs_qcow2_volumes = true, nfs_snapshots = "copy"}]`: `qcow2 volumes need qcow2 snapshots`,
+	} {
+		f := filepath.Join(dir, "nfs.toml")
+		_ = os.WriteFile(f, []byte("[agent]\nname = \"a\"\n"+body+"\n"), 0o600)
+		code, _, errOut = run("agent", "--config", f, "--data-dir", dir)
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("%s: %d %q, want %q", body, code, errOut, want)
+		}
+	}
 	typo := filepath.Join(dir, "typo.toml")
 	_ = os.WriteFile(typo, []byte("[coordinator]\nbootstrap_expct = 3\n"), 0o600)
 	code, _, errOut = run("coordinator", "--config", typo)

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/kilnstore/kiln/agent"
@@ -272,6 +273,14 @@ func drivers(ctx context.Context, f *config.Agent, log *slog.Logger) ([]agent.Dr
 				Name: p.Name, Backend: p.Backend, Dir: p.Dir, CapacityGB: p.CapacityGB,
 				Provisioning: p.Provisioning, ReservedPercentage: p.ReservedPercentage,
 				MaxOverSubscriptionRatio: p.MaxOverSubscriptionRatio, Capabilities: p.Capabilities,
+			}
+			cfg.QCOW2Volumes, cfg.Snapshots, cfg.QemuImg = p.NFSQCOW2Volumes, p.NFSSnapshots, p.QemuImg
+			if p.FileMode != "" {
+				mode, err := strconv.ParseUint(p.FileMode, 8, 32)
+				if err != nil || mode == 0 {
+					return nil, nil, fmt.Errorf("%s: file_mode %q must be an octal permission such as \"0660\"", where, p.FileMode)
+				}
+				cfg.FileMode = os.FileMode(mode)
 			}
 			if p.NFSExport {
 				if nfsExporter == nil {

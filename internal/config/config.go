@@ -122,6 +122,13 @@ type Pool struct {
 
 	// NFSExport exports an nfs pool through [agent.nfs_export].
 	NFSExport bool `toml:"nfs_export"`
+	// NFS pools: qcow2 volume files (Cinder's nfs_qcow2_volumes), the
+	// snapshot mode ("copy" or "qcow2"), the files' permission as an octal
+	// string ("0660") and the qemu-img binary; see docs/backends/nfs.md.
+	NFSQCOW2Volumes bool   `toml:"nfs_qcow2_volumes"`
+	NFSSnapshots    string `toml:"nfs_snapshots"`
+	FileMode        string `toml:"file_mode"`
+	QemuImg         string `toml:"qemu_img"`
 
 	// LVM pools (driver = "lvm"); see docs/backends/lvm.md.
 	VolumeGroup        string `toml:"volume_group"`
