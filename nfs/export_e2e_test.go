@@ -10,11 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/snapshots"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
 
 	"github.com/kilnstore/kiln/agent"
 	"github.com/kilnstore/kiln/internal/ganesha"
 	"github.com/kilnstore/kiln/internal/ganesha/ganeshatest"
+	"github.com/kilnstore/kiln/internal/qemuimg/qemuimgtest"
 	"github.com/kilnstore/kiln/internal/testcluster"
 	"github.com/kilnstore/kiln/nfs"
 )
@@ -26,35 +29,9 @@ import (
 // that host's address -> a second host attaches and the first detaches:
 // the first is refused -> the last detach removes the export -> delete.
 func TestExportThroughGaneshaEndToEnd(t *testing.T) {
-	s := ganeshatest.Start(t, 32161)
 	ctx := context.Background()
-	m, err := ganesha.New(ganesha.Config{
-		Bus:       ganesha.BusConfig{Address: s.BusAddress, GaneshaLog: s.LogFile},
-		ExportDir: filepath.Join(t.TempDir(), "exports"),
-		// The pool's files are root's 0600; the export is restricted to
-		// the attaching host, whose root opens them.
-		Squash: "no_root_squash",
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	store, err := ganesha.OpenStore(filepath.Join(t.TempDir(), "nfs-exports.json"), ganesha.IDRange{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := netip.MustParseAddrPort("127.0.0.1:" + strconv.Itoa(s.Port))
-	poolDir := filepath.Join(t.TempDir(), "pool")
-	d, err := nfs.New(nfs.Config{Name: "share", Dir: poolDir,
-		Exporter: ganesha.VolumeExporter{Volumes: ganesha.NewVolumes(m, store), Server: server, MountPointBase: "/var/lib/kiln/mnt"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.Info().Protocol != "nfs" {
-		t.Fatalf("storage_protocol %q, want nfs", d.Info().Protocol)
-	}
-	c := testcluster.Start(t, testcluster.Options{Drivers: func(int) []agent.Driver { return []agent.Driver{d} }})
-	client := c.BlockStorage(0, "nfs")
+	g := startGaneshaPool(t, 32161, nil)
+	s, store, poolDir, client := g.server, g.store, g.poolDir, g.client
 	v, err := volumes.Create(ctx, client, volumes.CreateOpts{Size: 1, Name: "nfs-e2e"}, nil).Extract()
 	if err != nil {
 		t.Fatal(err)
@@ -118,5 +95,172 @@ func TestExportThroughGaneshaEndToEnd(t *testing.T) {
 	}
 	if err := volumes.Delete(ctx, client, v.ID, volumes.DeleteOpts{}).ExtractErr(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// ganeshaPool is a cluster whose one agent exports its pool through a real
+// nfs-ganesha on loopback.
+type ganeshaPool struct {
+	server  *ganeshatest.Server
+	store   *ganesha.Store
+	poolDir string
+	driver  *nfs.Driver
+	client  *gophercloud.ServiceClient
+}
+
+func startGaneshaPool(t *testing.T, port int, edit func(*nfs.Config)) ganeshaPool {
+	t.Helper()
+	s := ganeshatest.Start(t, port)
+	m, err := ganesha.New(ganesha.Config{
+		Bus:       ganesha.BusConfig{Address: s.BusAddress, GaneshaLog: s.LogFile},
+		ExportDir: filepath.Join(t.TempDir(), "exports"),
+		// The export is restricted to the attaching host, whose root opens
+		// the pool's files.
+		Squash: "no_root_squash",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	store, err := ganesha.OpenStore(filepath.Join(t.TempDir(), "nfs-exports.json"), ganesha.IDRange{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := netip.MustParseAddrPort("127.0.0.1:" + strconv.Itoa(s.Port))
+	poolDir := filepath.Join(t.TempDir(), "pool")
+	cfg := nfs.Config{Name: "share", Dir: poolDir,
+		Exporter: ganesha.VolumeExporter{Volumes: ganesha.NewVolumes(m, store), Server: server, MountPointBase: "/var/lib/kiln/mnt"}}
+	if edit != nil {
+		edit(&cfg)
+	}
+	d, err := nfs.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Info().Protocol != "nfs" {
+		t.Fatalf("storage_protocol %q, want nfs", d.Info().Protocol)
+	}
+	c := testcluster.Start(t, testcluster.Options{Drivers: func(int) []agent.Driver { return []agent.Driver{d} }})
+	return ganeshaPool{server: s, store: store, poolDir: poolDir, driver: d, client: c.BlockStorage(0, "nfs")}
+}
+
+// TestSnapshotsThroughGaneshaEndToEnd: create -> available -> data written
+// -> snapshot (a qcow2 overlay becomes the active image) -> more data ->
+// volume from the snapshot -> attach both: the connection info names the
+// active image and its format, and the new volume's bytes read over NFSv4
+// are the snapshot's -> detach -> snapshot deleted (merged) -> the volume
+// still reads the newest data -> delete, pool empty. With qcow2 volumes
+// too.
+func TestSnapshotsThroughGaneshaEndToEnd(t *testing.T) {
+	qemuimgtest.Require(t)
+	for i, qcow2 := range []bool{false, true} {
+		format := map[bool]string{false: "raw", true: "qcow2"}[qcow2]
+		t.Run(format, func(t *testing.T) {
+			ctx := context.Background()
+			g := startGaneshaPool(t, 32162+i, func(c *nfs.Config) { c.QCOW2Volumes = qcow2 })
+			client := g.client
+			wait := func(id, status string) {
+				t.Helper()
+				wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+				defer cancel()
+				if err := volumes.WaitForStatus(wctx, client, id, status); err != nil {
+					t.Fatalf("volume %s -> %s: %v", id, status, err)
+				}
+			}
+			v, err := volumes.Create(ctx, client, volumes.CreateOpts{Size: 1, Name: "origin"}, nil).Extract()
+			if err != nil {
+				t.Fatal(err)
+			}
+			wait(v.ID, "available")
+			base := filepath.Join(g.poolDir, "volume-"+v.ID)
+			before := qemuimgtest.Region{Off: 0, Len: 1 << 20, Pattern: 0x3c}
+			after := qemuimgtest.Region{Off: 0, Len: 64 << 10, Pattern: 0xd7}
+			qemuimgtest.Write(t, base, format, before)
+
+			snap, err := snapshots.Create(ctx, client, snapshots.CreateOpts{VolumeID: v.ID, Name: "s1"}).Extract()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			defer cancel()
+			if err := snapshots.WaitForStatus(sctx, client, snap.ID, "available"); err != nil {
+				t.Fatal(err)
+			}
+			overlay := filepath.Join(g.poolDir, "volume-"+v.ID+"."+snap.ID)
+			qemuimgtest.Write(t, overlay, "qcow2", after)
+
+			from, err := volumes.Create(ctx, client, volumes.CreateOpts{Size: 2, Name: "from-snap", SnapshotID: snap.ID}, nil).Extract()
+			if err != nil {
+				t.Fatal(err)
+			}
+			wait(from.ID, "available")
+
+			conn := volumes.InitializeConnectionOpts{Host: "compute-1", IP: "127.0.0.1"}
+			ci, err := volumes.InitializeConnection(ctx, client, v.ID, conn).Extract()
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, _ := ci["data"].(map[string]any)
+			if ci["driver_volume_type"] != "nfs" || data["name"] != "volume-"+v.ID+"."+snap.ID || data["format"] != "qcow2" {
+				t.Fatalf("connection info of a volume with a snapshot: %v", ci)
+			}
+			// Over NFS the active image is the overlay: a qcow2 file.
+			got, err := g.server.Cat("/kiln/" + v.ID + "/volume-" + v.ID + "." + snap.ID)
+			if err != nil || !bytes.HasPrefix(got, []byte("QFI\xfb")) {
+				t.Fatalf("active image over NFS: %d bytes, %v", len(got), err)
+			}
+			ci, err = volumes.InitializeConnection(ctx, client, from.ID, conn).Extract()
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, _ = ci["data"].(map[string]any)
+			if data["name"] != "volume-"+from.ID || data["format"] != format {
+				t.Fatalf("connection info of the volume from the snapshot: %v", ci)
+			}
+			got, err = g.server.Cat("/kiln/" + from.ID + "/volume-" + from.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Check the bytes as the attached host sees them: a raw file
+			// directly, a qcow2 one through qemu-io on a copy.
+			img := filepath.Join(t.TempDir(), "from")
+			if err := os.WriteFile(img, got, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			qemuimgtest.Expect(t, img, format, before, qemuimgtest.Region{Off: 1 << 20, Len: 1 << 20})
+			for _, id := range []string{v.ID, from.ID} {
+				if err := volumes.TerminateConnection(ctx, client, id, volumes.TerminateConnectionOpts{Host: "compute-1", IP: "127.0.0.1"}).ExtractErr(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := snapshots.Delete(ctx, client, snap.ID).ExtractErr(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				if _, err := os.Stat(overlay); os.IsNotExist(err) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("snapshot overlay still there 60 s after the delete")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			qemuimgtest.Expect(t, base, format, after, qemuimgtest.Region{Off: 64 << 10, Len: 1<<20 - 64<<10, Pattern: before.Pattern})
+			for _, id := range []string{from.ID, v.ID} {
+				if err := volumes.Delete(ctx, client, id, volumes.DeleteOpts{}).ExtractErr(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for deadline := time.Now().Add(60 * time.Second); ; {
+				if ents, _ := os.ReadDir(g.poolDir); len(ents) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("pool not empty after the deletes: %q", names(t, g.poolDir))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
 	}
 }
