@@ -28,6 +28,7 @@ import (
 	"github.com/kilnstore/kiln/coordinator/state"
 	"github.com/kilnstore/kiln/internal/agentrpc"
 	"github.com/kilnstore/kiln/internal/storage"
+	"github.com/kilnstore/kiln/internal/qemuimg/qemuimgtest"
 	"github.com/kilnstore/kiln/internal/testcluster"
 	"github.com/kilnstore/kiln/lvm"
 	"github.com/kilnstore/kiln/lvm/lvmtest"
@@ -337,6 +338,32 @@ func BenchmarkCreateToAvailableLVM(b *testing.B) {
 			}
 			return nil
 		})
+}
+
+// BenchmarkCreateToAvailableNFS is target 3 on the NFS driver's qcow2 mode
+// (what an exported share runs): each volume is made by qemu-img with a
+// chain record next to it, and the raw operation is `qemu-img create` of
+// the same format and size, executed directly in the same directory.
+func BenchmarkCreateToAvailableNFS(b *testing.B) {
+	for _, format := range []string{"raw", "qcow2"} {
+		b.Run(format, func(b *testing.B) {
+			qemuimgtest.Require(b)
+			dir := filepath.Join(b.TempDir(), "pool")
+			d, err := nfs.New(nfs.Config{Name: "nfs", Dir: dir, Snapshots: nfs.SnapshotsQCOW2, QCOW2Volumes: format == "qcow2"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			rawDir := b.TempDir()
+			benchCreateToAvailable(b, testcluster.Options{Coordinators: 1, Agents: 1, Drivers: func(int) []agent.Driver { return []agent.Driver{d} }},
+				"raw qemu-img create -f "+format, func() error {
+					out, err := exec.Command("qemu-img", "create", "-q", "-f", format, filepath.Join(rawDir, "volume-"+benchID()), "1073741824").CombinedOutput()
+					if err != nil {
+						return fmt.Errorf("%v: %s", err, out)
+					}
+					return nil
+				})
+		})
+	}
 }
 
 // benchCreateToAvailable runs target 3 against a cluster started with

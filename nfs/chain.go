@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"maps"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/kilnstore/kiln/internal/qemuimg"
 	"github.com/kilnstore/kiln/internal/storage"
@@ -119,6 +121,9 @@ func (ci chainInfo) sortedSnapshots() []string {
 // readChain reads the chain record of volume id. A volume without one (made
 // before the pool kept records) is its base file in the pool's format.
 func (d *Driver) readChain(id string) (chainInfo, error) {
+	if ci, ok := d.records.get(id); ok {
+		return ci, nil
+	}
 	path := d.infoPath(id)
 	var ci chainInfo
 	err := readJSON(path, maxInfoBytes, &ci)
@@ -134,21 +139,66 @@ func (d *Driver) readChain(id string) (chainInfo, error) {
 	if err := ci.validate(id); err != nil {
 		return chainInfo{}, fmt.Errorf("%s: %w", path, err)
 	}
+	d.records.put(ci)
 	return ci, nil
 }
 
 // writeChain replaces volume ci.VolumeID's chain record atomically and
 // durably.
 func (d *Driver) writeChain(ctx context.Context, ci chainInfo) error {
+	if err := d.placeChain(ctx, ci); err != nil {
+		return err
+	}
+	return syncDir(d.cfg.Dir)
+}
+
+// placeChain is writeChain without the directory fsync.
+func (d *Driver) placeChain(ctx context.Context, ci chainInfo) error {
 	b, err := json.MarshalIndent(ci, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode chain record: %w", err)
 	}
 	b = append(b, '\n')
-	return d.buildFile(ctx, volumePrefix, ci.VolumeID, d.infoPath(ci.VolumeID), int64(len(b)), nil, func(f *os.File) error {
+	d.records.drop(ci.VolumeID)
+	err = d.placeFile(ctx, volumePrefix, ci.VolumeID, d.infoPath(ci.VolumeID), int64(len(b)), nil, func(f *os.File) error {
 		_, err := f.WriteAt(b, 0)
 		return noSpace(err)
 	})
+	if err == nil {
+		d.records.put(ci)
+	}
+	return err
+}
+
+// recordCache holds validated chain records by volume ID; entries are
+// copied in and out, so callers may change what they get.
+type recordCache struct {
+	mu sync.Mutex
+	m  map[string]chainInfo
+}
+
+func (c *recordCache) get(id string) (chainInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ci, ok := c.m[id]
+	ci.Snapshots = maps.Clone(ci.Snapshots)
+	return ci, ok
+}
+
+func (c *recordCache) put(ci chainInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]chainInfo{}
+	}
+	ci.Snapshots = maps.Clone(ci.Snapshots)
+	c.m[ci.VolumeID] = ci
+}
+
+func (c *recordCache) drop(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, id)
 }
 
 // chainVolume reads volume id's chain: it must exist (storage.ErrNotFound).
@@ -280,16 +330,20 @@ func (d *Driver) existingChain(id string, size int64) (bool, error) {
 	return true, syncDir(d.cfg.Dir)
 }
 
-// buildChainVolume creates volume id (new, locked by the caller) with mk
-// writing its base image in the pool's format: the chain record goes
-// first, so the base never exists without it; if the base cannot be made
-// the record is removed again.
-func (d *Driver) buildChainVolume(ctx context.Context, id string, res *reservation, mk func(tmp string) error) error {
+// buildChainVolume creates volume id (new, locked by the caller) with place
+// making its base image in the pool's format (and syncing the directory):
+// the chain record goes first, so the base never exists without it; if the
+// base cannot be made the record is removed again.
+func (d *Driver) buildChainVolume(ctx context.Context, id string, place func() error) error {
 	ci := chainInfo{Version: chainVersion, VolumeID: id, Format: d.format, Active: baseName(id), Snapshots: map[string]string{}}
-	if err := d.writeChain(ctx, ci); err != nil {
+	// One directory fsync, after the base, makes both renames durable; a
+	// record whose base did not survive a crash is a leftover Cleanup
+	// removes.
+	if err := d.placeChain(ctx, ci); err != nil {
 		return err
 	}
-	if err := d.newImage(ctx, volumePrefix, id, d.path(id), res, mk); err != nil {
+	if err := place(); err != nil {
+		d.records.drop(id)
 		if rerr := os.Remove(d.infoPath(id)); rerr == nil {
 			_ = syncDir(d.cfg.Dir)
 		}
@@ -308,8 +362,19 @@ func (d *Driver) chainCreateVolume(ctx context.Context, id string, size int64) e
 		return err
 	}
 	defer res.release()
-	return d.buildChainVolume(ctx, id, res, func(tmp string) error {
-		return d.img.Create(ctx, tmp, d.format, size, qemuimg.CreateOpts{Preallocation: d.prealloc()})
+	if d.format == formatRaw {
+		// A raw image is a plain file: made in-process (sparse, or with
+		// its blocks reserved in a thick pool) as Cinder's NFS driver does
+		// with truncate / fallocate, rather than by a qemu-img process
+		// doing the same two system calls.
+		return d.buildChainVolume(ctx, id, func() error {
+			return d.buildFile(ctx, volumePrefix, id, d.path(id), size, res, nil)
+		})
+	}
+	return d.buildChainVolume(ctx, id, func() error {
+		return d.newImage(ctx, volumePrefix, id, d.path(id), res, func(tmp string) error {
+			return d.img.Create(ctx, tmp, d.format, size, qemuimg.CreateOpts{Preallocation: d.prealloc()})
+		})
 	})
 }
 
@@ -326,6 +391,7 @@ func (d *Driver) chainDeleteVolume(id string) (int, error) {
 			overlays = append(overlays, e.Name())
 		}
 	}
+	d.records.drop(id)
 	removed := 0
 	for _, name := range append(overlays, baseName(id), filepath.Base(d.infoPath(id))) {
 		ok, err := removeIfRegular(d.file(name))
@@ -532,15 +598,17 @@ func (d *Driver) chainCopy(ctx context.Context, id string, size int64, src, srcF
 		return err
 	}
 	defer res.release()
-	return d.buildChainVolume(ctx, id, res, func(tmp string) error {
-		err := d.img.Convert(ctx, src, srcFormat, tmp, d.format, qemuimg.ConvertOpts{Preallocation: d.prealloc()})
-		if err != nil {
-			return mapInUse(err, srcVolume, "copying it")
-		}
-		if size > srcSize {
-			return d.img.Resize(ctx, tmp, d.format, size, qemuimg.ResizeOpts{Preallocation: d.prealloc()})
-		}
-		return nil
+	return d.buildChainVolume(ctx, id, func() error {
+		return d.newImage(ctx, volumePrefix, id, d.path(id), res, func(tmp string) error {
+			err := d.img.Convert(ctx, src, srcFormat, tmp, d.format, qemuimg.ConvertOpts{Preallocation: d.prealloc()})
+			if err != nil {
+				return mapInUse(err, srcVolume, "copying it")
+			}
+			if size > srcSize {
+				return d.img.Resize(ctx, tmp, d.format, size, qemuimg.ResizeOpts{Preallocation: d.prealloc()})
+			}
+			return nil
+		})
 	})
 }
 

@@ -62,6 +62,9 @@ type Driver struct {
 	chain  bool
 	format string
 	img    *qemuimg.Tool
+	// records caches the chain records this driver wrote or read (it owns
+	// the directory), so that listing a pool does not read every record.
+	records recordCache
 
 	ids  keyedlock.Map // serializes operations per volume and snapshot (volKey, snapKey)
 	pool ctxMutex      // thick: makes free-space check + reservation atomic
@@ -555,7 +558,16 @@ func sizeString(size int64) string {
 // sets the size, fsyncs, renames it over path (committing res, which may be
 // nil) and fsyncs the directory. On error nothing is left behind and path is
 // untouched.
-func (d *Driver) buildFile(ctx context.Context, prefix, id, path string, size int64, res *reservation, fill func(f *os.File) error) (err error) {
+func (d *Driver) buildFile(ctx context.Context, prefix, id, path string, size int64, res *reservation, fill func(f *os.File) error) error {
+	if err := d.placeFile(ctx, prefix, id, path, size, res, fill); err != nil {
+		return err
+	}
+	return syncDir(d.cfg.Dir)
+}
+
+// placeFile is buildFile without the directory fsync: the caller syncs the
+// directory after placing the files that belong together.
+func (d *Driver) placeFile(ctx context.Context, prefix, id, path string, size int64, res *reservation, fill func(f *os.File) error) (err error) {
 	f, err := os.CreateTemp(d.cfg.Dir, tempPattern(prefix, id)+"*")
 	if err != nil {
 		return noSpace(err)
@@ -599,10 +611,7 @@ func (d *Driver) buildFile(ctx context.Context, prefix, id, path string, size in
 	if err := f.Close(); err != nil {
 		return noSpace(err)
 	}
-	if err := res.commit(func() error { return os.Rename(tmp, path) }); err != nil {
-		return err
-	}
-	return syncDir(d.cfg.Dir)
+	return res.commit(func() error { return os.Rename(tmp, path) })
 }
 
 // DeleteVolume removes volume id and any temp files a crashed create left

@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -434,6 +435,31 @@ func (s *Server) Cat(path string, extra ...string) ([]byte, error) {
 		return stdout.Bytes(), fmt.Errorf("nfs-cat %s: %v: %s", s.URL(path, extra...), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.Bytes(), nil
+}
+
+// Head reads the first n bytes of path over NFSv4 with nfs-cat and stops
+// it there: volumes are large, and reading all of one is not the point.
+func (s *Server) Head(path string, n int) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "nfs-cat", s.URL(path))
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, n)
+	got, rerr := io.ReadFull(out, buf)
+	_ = cmd.Process.Kill()
+	werr := cmd.Wait()
+	if rerr != nil {
+		return buf[:got], fmt.Errorf("nfs-cat %s: read %d of %d bytes: %v (%v): %s", s.URL(path), got, n, rerr, werr, strings.TrimSpace(stderr.String()))
+	}
+	return buf, nil
 }
 
 // Put writes data to path over NFSv4 with nfs-cp. libnfs 4.0.0 fails
