@@ -190,9 +190,9 @@ func (b *limitBuffer) Write(p []byte) (int, error) {
 // image is one image of `rbd ls -l --format json` (entries without a
 // snapshot) or one snapshot (entries with one).
 type lsEntry struct {
-	Image     string      `json:"image"`
-	Snapshot  string      `json:"snapshot"`
-	Size      *int64      `json:"size"`
+	Image     string          `json:"image"`
+	Snapshot  string          `json:"snapshot"`
+	Size      *int64          `json:"size"`
 	Protected json.RawMessage `json:"protected"`
 }
 
