@@ -57,10 +57,10 @@ func TestConfigErrorsAreClear(t *testing.T) {
 		t.Fatalf("lvm pool with a bad volume group: %d %q", code, errOut)
 	}
 	rbd := filepath.Join(dir, "rbd.toml")
-	_ = os.WriteFile(rbd, []byte("[agent]\nname = \"a\"\npools = [{name = \"p\", driver = \"rbd\"}]\n"), 0o600)
+	_ = os.WriteFile(rbd, []byte("[agent]\nname = \"a\"\npools = [{name = \"p\", driver = \"rbd\", rbd_pool = \"a/b\", rbd_user = \"client.x\"}]\n"), 0o600)
 	code, _, errOut = run("agent", "--config", rbd, "--data-dir", dir)
-	if code != 1 || !strings.Contains(errOut, `driver "rbd" is not available`) {
-		t.Fatalf("rbd pool: %d %q", code, errOut)
+	if code != 1 || !strings.Contains(errOut, `rbd_pool "a/b"`) || !strings.Contains(errOut, `rbd_user "client.x"`) {
+		t.Fatalf("rbd pool with a bad pool and user: %d %q", code, errOut)
 	}
 	for body, want := range map[string]string{
 		`pools = [{name = "p", driver = "nfs", dir = "/tmp/kiln-x", file_mode = "rw"}]`:                                 `file_mode "rw" must be an octal permission`,

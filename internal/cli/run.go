@@ -20,6 +20,7 @@ import (
 	"github.com/kilnstore/kiln/lvm"
 	"github.com/kilnstore/kiln/nfs"
 	"github.com/kilnstore/kiln/placement"
+	"github.com/kilnstore/kiln/rbd"
 )
 
 // Default ports: the API on Cinder's 8776, the rest next to it.
@@ -310,9 +311,20 @@ func drivers(ctx context.Context, f *config.Agent, log *slog.Logger) ([]agent.Dr
 			}
 			out = append(out, d)
 		case "rbd":
-			return nil, nil, fmt.Errorf("%s: driver %q is not available in this version (see docs/api.md)", where, p.Driver)
+			d, err := rbd.New(rbd.Config{
+				Name: p.Name, Backend: p.Backend, Pool: p.RBDPool, User: p.RBDUser, Conf: p.RBDCephConf,
+				Keyring: p.RBDKeyring, ClusterName: p.RBDClusterName, SecretUUID: p.RBDSecretUUID,
+				MaxCloneDepth: p.RBDMaxCloneDepth, FlattenFromSnapshot: p.RBDFlattenFromSnapshot,
+				Timeout:            p.RBDTimeout.Duration,
+				ReservedPercentage: p.ReservedPercentage, MaxOverSubscriptionRatio: p.MaxOverSubscriptionRatio,
+				Capabilities: p.Capabilities,
+			}, log)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", where, err)
+			}
+			out = append(out, d)
 		default:
-			return nil, nil, fmt.Errorf("%s: unknown driver %q (want nfs or lvm)", where, p.Driver)
+			return nil, nil, fmt.Errorf("%s: unknown driver %q (want nfs, lvm or rbd)", where, p.Driver)
 		}
 	}
 	return out, background, nil

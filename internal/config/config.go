@@ -139,6 +139,18 @@ type Pool struct {
 	SnapshotPercent    int    `toml:"snapshot_percent"`
 	LVMConf            string `toml:"lvm_conf"`
 	LVMConfig          string `toml:"lvm_config"`
+
+	// Ceph RBD pools (driver = "rbd"), Cinder's option names; see
+	// docs/backends/rbd.md.
+	RBDPool                string   `toml:"rbd_pool"`
+	RBDUser                string   `toml:"rbd_user"`
+	RBDCephConf            string   `toml:"rbd_ceph_conf"`
+	RBDKeyring             string   `toml:"rbd_keyring"`
+	RBDClusterName         string   `toml:"rbd_cluster_name"`
+	RBDSecretUUID          string   `toml:"rbd_secret_uuid"`
+	RBDMaxCloneDepth       int      `toml:"rbd_max_clone_depth"`
+	RBDFlattenFromSnapshot bool     `toml:"rbd_flatten_volume_from_snapshot"`
+	RBDTimeout             Duration `toml:"rbd_timeout"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s").
