@@ -99,6 +99,9 @@ func (d *Driver) createFrom(ctx context.Context, id, srcPrefix, srcID string, si
 	if d.chain && srcPrefix == snapshotPrefix {
 		// The snapshot lives in its volume's chain, which must not change
 		// during the copy.
+		if err := d.ready(ctx); err != nil {
+			return fail(err)
+		}
 		var err error
 		if srcVol, err = d.snapshotVolume(srcID); err != nil {
 			return fail(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -93,6 +94,13 @@ type Config struct {
 	// QemuImg is the qemu-img binary of the qcow2 mode: a name in PATH or
 	// an absolute path; empty means "qemu-img".
 	QemuImg string
+	// Share, if set, is a remote NFS share the pool lives on: the driver
+	// mounts it (ShareConfig) and the pool's directory is the mount point,
+	// so Dir must be empty. Without an Exporter, connection info then
+	// points compute hosts at the same share, as Cinder's NFS driver does.
+	Share *ShareConfig
+	// Logger receives the driver's records; nil means slog.Default().
+	Logger *slog.Logger
 	// Exporter, if set, serves the pool's directory over NFS (nfs-ganesha
 	// on this host, internal/ganesha): ExportVolume then answers Cinder's
 	// "nfs" connection info and restricts access to the connector's host.
@@ -123,7 +131,7 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Snapshots == "" {
 		cfg.Snapshots = SnapshotsCopy
-		if cfg.QCOW2Volumes || cfg.Exporter != nil {
+		if cfg.QCOW2Volumes || cfg.Exporter != nil || cfg.Share != nil {
 			cfg.Snapshots = SnapshotsQCOW2
 		}
 	}

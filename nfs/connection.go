@@ -52,6 +52,15 @@ func (d *Driver) ExportVolume(ctx context.Context, id string, c storage.Connecto
 		}
 		return ci, nil
 	}
+	if d.cfg.Share != nil {
+		// The compute host mounts the same share, as with Cinder's NFS
+		// driver; access is the NFS server's business.
+		data := map[string]any{"export": d.cfg.Share.Share, "name": filepath.Base(path), "format": format, "volume_id": id}
+		if d.cfg.Share.MountOptions != "" {
+			data["options"] = "-o " + d.cfg.Share.MountOptions
+		}
+		return storage.ConnectionInfo{DriverVolumeType: ProtocolNFS, Data: data, MountPointBase: filepath.Dir(d.mount.Dir())}, nil
+	}
 	return storage.ConnectionInfo{
 		DriverVolumeType: DriverVolumeTypeLocal,
 		Data:             map[string]any{"device_path": path},

@@ -65,6 +65,10 @@ type Driver struct {
 	// records caches the chain records this driver wrote or read (it owns
 	// the directory), so that listing a pool does not read every record.
 	records recordCache
+	// mount is the remote share's mounter (nil for a local directory);
+	// modeChecked records that checkMode passed on the mounted share.
+	mount       *Mounter
+	modeChecked atomic.Bool
 
 	ids  keyedlock.Map // serializes operations per volume and snapshot (volKey, snapKey)
 	pool ctxMutex      // thick: makes free-space check + reservation atomic
@@ -82,6 +86,17 @@ type Driver struct {
 // creates cfg.Dir if it is missing.
 func New(cfg Config) (*Driver, error) {
 	cfg = cfg.withDefaults()
+	var mount *Mounter
+	if cfg.Share != nil {
+		if cfg.Dir != "" {
+			return nil, fmt.Errorf("%w: nfs: pool %q: dir and a share are exclusive (the pool's directory is the share's mount point)", storage.ErrInvalid, cfg.Name)
+		}
+		m, err := NewMounter(*cfg.Share, cfg.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("nfs: pool %q: %w", cfg.Name, err)
+		}
+		mount, cfg.Dir = m, m.Dir()
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -113,6 +128,10 @@ func New(cfg Config) (*Driver, error) {
 
 	fi, err := os.Stat(cfg.Dir)
 	switch {
+	case mount != nil:
+		// The share is mounted (and the mode checked) by the first
+		// operation: an agent starts while its NFS server is down, and
+		// the directory under an unmounted mount point is never used.
 	case errors.Is(err, fs.ErrNotExist):
 		if err := os.MkdirAll(cfg.Dir, dirPerm); err != nil {
 			return nil, fmt.Errorf("nfs: pool %q: create directory: %w", cfg.Name, err)
@@ -123,8 +142,10 @@ func New(cfg Config) (*Driver, error) {
 		return nil, fmt.Errorf("%w: nfs: pool %q: %s exists and is not a directory", storage.ErrInvalid, cfg.Name, cfg.Dir)
 	}
 
-	if err := checkMode(cfg.Dir, chain); err != nil {
-		return nil, fmt.Errorf("%w: nfs: pool %q: %w", storage.ErrInvalid, cfg.Name, err)
+	if mount == nil {
+		if err := checkMode(cfg.Dir, chain); err != nil {
+			return nil, fmt.Errorf("%w: nfs: pool %q: %w", storage.ErrInvalid, cfg.Name, err)
+		}
 	}
 
 	thick := cfg.Provisioning == ProvisioningThick
@@ -134,6 +155,7 @@ func New(cfg Config) (*Driver, error) {
 		chain:    chain,
 		format:   format,
 		img:      img,
+		mount:    mount,
 		capBytes: int64(cfg.CapacityGB * float64(storage.GiB)),
 		info: storage.PoolInfo{
 			Name:                     cfg.Name,
@@ -153,7 +175,7 @@ func New(cfg Config) (*Driver, error) {
 }
 
 func protocol(cfg Config) string {
-	if cfg.Exporter != nil {
+	if cfg.Exporter != nil || cfg.Share != nil {
 		return ProtocolNFS
 	}
 	return ProtocolLocal
@@ -235,6 +257,9 @@ type capacity struct {
 }
 
 func (d *Driver) measure(ctx context.Context) (capacity, error) {
+	if err := d.ready(ctx); err != nil {
+		return capacity{}, err
+	}
 	u, err := d.fsStat(d.cfg.Dir)
 	if err != nil {
 		return capacity{}, err
@@ -278,6 +303,9 @@ func (d *Driver) measure(ctx context.Context) (capacity, error) {
 // including the temp files of unfinished creates, is ignored.
 func (d *Driver) ListVolumes(ctx context.Context) ([]storage.Volume, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("nfs: list volumes of pool %q: %w", d.cfg.Name, err)
+	}
+	if err := d.ready(ctx); err != nil {
 		return nil, fmt.Errorf("nfs: list volumes of pool %q: %w", d.cfg.Name, err)
 	}
 	h, err := d.scan(ctx)
@@ -673,7 +701,7 @@ func (d *Driver) Cleanup(ctx context.Context) (int, error) {
 	fail := func(removed int, err error) (int, error) {
 		return removed, fmt.Errorf("nfs: clean up pool %q: %w", d.cfg.Name, err)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := d.ready(ctx); err != nil {
 		return fail(0, err)
 	}
 	entries, err := os.ReadDir(d.cfg.Dir)
@@ -883,6 +911,25 @@ func readJSON(path string, limit int64, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// ready makes sure a share pool's share is mounted (and, the first time,
+// that it holds no snapshots of the other mode) before the pool's
+// directory is touched; a local-directory pool is always ready.
+func (d *Driver) ready(ctx context.Context) error {
+	if d.mount == nil {
+		return ctx.Err()
+	}
+	if err := d.mount.Ensure(ctx); err != nil {
+		return err
+	}
+	if !d.modeChecked.Load() {
+		if err := checkMode(d.cfg.Dir, d.chain); err != nil {
+			return fmt.Errorf("%w: %w", storage.ErrInvalid, err)
+		}
+		d.modeChecked.Store(true)
 	}
 	return nil
 }

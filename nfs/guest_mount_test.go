@@ -25,6 +25,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kilnstore/kiln/internal/qemuimg/qemuimgtest"
+	"github.com/kilnstore/kiln/internal/storage"
 	"github.com/kilnstore/kiln/internal/testenv"
 	"github.com/kilnstore/kiln/nfs"
 )
@@ -265,5 +267,81 @@ func TestGuestMountPointInUse(t *testing.T) {
 	}
 	if got := mountsAt(t, m.Dir()); len(got) != 1 || got[0].fsType != "tmpfs" {
 		t.Fatalf("after a refused Ensure %s has %+v, want the tmpfs alone", m.Dir(), got)
+	}
+}
+
+// TestGuestDriverOnShare runs the driver on the remote share it mounts
+// itself: a pool configured with the share (no local directory), volumes
+// and a qcow2 snapshot chain built, merged and copied over NFS, with the
+// data checked at each step through qemu-io, capacity from statfs of the
+// share.
+func TestGuestDriverOnShare(t *testing.T) {
+	g := requireGuestShare(t)
+	qemuimgtest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	base := t.TempDir()
+	share := nfs.ShareConfig{Share: g.share, MountOptions: g.options, MountPointBase: base, Timeout: 2 * time.Minute}
+	d, err := nfs.New(nfs.Config{Name: "share", Share: &share, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := d.Info(); info.Protocol != "nfs" {
+		t.Fatalf("storage_protocol %q", info.Protocol)
+	}
+	st, err := d.Stats(ctx) // mounts the share
+	if err != nil || st.TotalKind != storage.Known || st.TotalGB <= 0 {
+		t.Fatalf("Stats = %+v, %v", st, err)
+	}
+	dir := nfs.MountPoint(base, g.share)
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil || fs.Type != unix.NFS_SUPER_MAGIC {
+		t.Fatalf("pool directory %s is not the NFS mount: type %#x, %v", dir, fs.Type, err)
+	}
+	// A prefix of its own keeps this test's files apart in the shared
+	// export; they are removed at the end.
+	vol, snap := "6a000001-abcd-4ef0-8abc-000000000001", "6a000101-abcd-4ef0-8abc-000000000101"
+	from := "6a000002-abcd-4ef0-8abc-000000000002"
+	v, err := d.CreateVolume(ctx, vol, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(v.Location) != dir {
+		t.Fatalf("volume at %s, not on the share %s", v.Location, dir)
+	}
+	a := qemuimgtest.Region{Off: 0, Len: 1 << 20, Pattern: 0x4e}
+	b := qemuimgtest.Region{Off: 2 << 20, Len: 1 << 20, Pattern: 0xf5}
+	qemuimgtest.Write(t, v.Location, "raw", a)
+	if _, err := d.CreateSnapshot(ctx, snap, vol); err != nil {
+		t.Fatal(err)
+	}
+	overlay := filepath.Join(dir, "volume-"+vol+"."+snap)
+	qemuimgtest.Write(t, overlay, "qcow2", b)
+	ci, err := d.ExportVolume(ctx, vol, storage.Connector{Host: "compute-1", IP: "10.0.2.15"}, storage.Credentials{})
+	if err != nil || ci.DriverVolumeType != "nfs" || ci.Data["export"] != g.share || ci.Data["name"] != "volume-"+vol+"."+snap || ci.Data["format"] != "qcow2" {
+		t.Fatalf("connection info %+v, %v", ci, err)
+	}
+	fv, err := d.CreateVolumeFromSnapshot(ctx, from, snap, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qemuimgtest.Expect(t, fv.Location, "raw", a, qemuimgtest.Region{Off: 2 << 20, Len: 1 << 20})
+	if err := d.DeleteSnapshot(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	qemuimgtest.Expect(t, v.Location, "raw", a, b)
+	for _, id := range []string{vol, from} {
+		if err := d.DeleteVolume(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if vols, err := d.ListVolumes(ctx); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, v := range vols {
+			if v.ID == vol || v.ID == from {
+				t.Fatalf("volume %s left on the share", v.ID)
+			}
+		}
 	}
 }

@@ -24,7 +24,7 @@ func (m ctxMutex) unlock() { <-m }
 // lockIDs takes the lock keys of one operation (see volKey and snapKey),
 // failing first if ctx is already done.
 func (d *Driver) lockIDs(ctx context.Context, keys ...string) (unlock func(), err error) {
-	if err := ctx.Err(); err != nil {
+	if err := d.ready(ctx); err != nil {
 		return nil, err
 	}
 	return d.ids.LockAll(ctx, keys...)

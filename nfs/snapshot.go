@@ -191,6 +191,9 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, id string) error {
 	fail := func(err error) error {
 		return fmt.Errorf("nfs: delete snapshot %s in pool %q: %w", id, d.cfg.Name, err)
 	}
+	if err := d.ready(ctx); err != nil {
+		return fail(err) // never "gone" because the share is not mounted
+	}
 	if d.chain {
 		vol, err := d.snapshotVolume(id)
 		if err != nil {
@@ -247,7 +250,7 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, id string) error {
 // taken of read from its sidecar. A snapshot whose sidecar cannot be read is
 // listed with an empty VolumeID, so that a reconcile sees it.
 func (d *Driver) ListSnapshots(ctx context.Context) ([]storage.Snapshot, error) {
-	if err := ctx.Err(); err != nil {
+	if err := d.ready(ctx); err != nil {
 		return nil, fmt.Errorf("nfs: list snapshots of pool %q: %w", d.cfg.Name, err)
 	}
 	h, err := d.scan(ctx)

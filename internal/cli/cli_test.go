@@ -65,6 +65,10 @@ func TestConfigErrorsAreClear(t *testing.T) {
 	for body, want := range map[string]string{
 		`pools = [{name = "p", driver = "nfs", dir = "/tmp/kiln-x", file_mode = "rw"}]`:                                 `file_mode "rw" must be an octal permission`,
 		`pools = [{name = "p", driver = "nfs", dir = "/tmp/kiln-x", nfs_snapshots = "overlay"}]`:                        `snapshots "overlay" must be`,
+		`pools = [{name = "p", driver = "nfs", nfs_share = "10.0.0.1:/a b"}]`:                                           `share`,
+		`pools = [{name = "p", driver = "nfs", dir = "/tmp/kiln-x", nfs_share = "10.0.0.1:/a"}]`:                        `dir and a share are exclusive`,
+		`pools = [{name = "p", driver = "nfs", dir = "/tmp/kiln-x", nfs_mount_options = "vers=4"}]`:                     `need nfs_share`,
+		`pools = [{name = "p", driver = "nfs", nfs_share = "10.0.0.1:/a", nfs_mount_options = "vers=4;reboot"}]`:        `option`,
 		`pools = [{name = "p", driver = "nfs", dir = "/tmp/kiln-x", nfs_export = true}]`:                                `nfs_export = true needs an [agent.nfs_export] section`,
 		`pools = [{name = "p", driver = "nfs", dir = "/tmp/kiln-x", nfs_qcow2_volumes = true, nfs_snapshots = "copy"}]`: `qcow2 volumes need qcow2 snapshots`,
 	} {

@@ -275,7 +275,12 @@ func drivers(ctx context.Context, f *config.Agent, log *slog.Logger) ([]agent.Dr
 				Provisioning: p.Provisioning, ReservedPercentage: p.ReservedPercentage,
 				MaxOverSubscriptionRatio: p.MaxOverSubscriptionRatio, Capabilities: p.Capabilities,
 			}
-			cfg.QCOW2Volumes, cfg.Snapshots, cfg.QemuImg = p.NFSQCOW2Volumes, p.NFSSnapshots, p.QemuImg
+			cfg.QCOW2Volumes, cfg.Snapshots, cfg.QemuImg, cfg.Logger = p.NFSQCOW2Volumes, p.NFSSnapshots, p.QemuImg, log
+			if p.NFSShare != "" {
+				cfg.Share = &nfs.ShareConfig{Share: p.NFSShare, MountOptions: p.NFSMountOptions, MountPointBase: p.NFSMountPointBase}
+			} else if p.NFSMountOptions != "" || p.NFSMountPointBase != "" {
+				return nil, nil, fmt.Errorf("%s: nfs_mount_options and nfs_mount_point_base need nfs_share", where)
+			}
 			if p.FileMode != "" {
 				mode, err := strconv.ParseUint(p.FileMode, 8, 32)
 				if err != nil || mode == 0 {

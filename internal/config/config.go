@@ -129,6 +129,12 @@ type Pool struct {
 	NFSSnapshots    string `toml:"nfs_snapshots"`
 	FileMode        string `toml:"file_mode"`
 	QemuImg         string `toml:"qemu_img"`
+	// NFSShare is a remote share ("host:/path") the agent mounts for the
+	// pool instead of a local dir, with mount -o NFSMountOptions under
+	// NFSMountPointBase (Cinder's nfs_mount_options, nfs_mount_point_base).
+	NFSShare          string `toml:"nfs_share"`
+	NFSMountOptions   string `toml:"nfs_mount_options"`
+	NFSMountPointBase string `toml:"nfs_mount_point_base"`
 
 	// LVM pools (driver = "lvm"); see docs/backends/lvm.md.
 	VolumeGroup        string `toml:"volume_group"`
