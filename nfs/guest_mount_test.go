@@ -281,6 +281,12 @@ func TestGuestDriverOnShare(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	base := t.TempDir()
+	// The driver never unmounts; the test does, before its directory goes.
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", nfs.MountPoint(base, g.share)).CombinedOutput(); err != nil {
+			t.Errorf("umount: %v: %s", err, out)
+		}
+	})
 	share := nfs.ShareConfig{Share: g.share, MountOptions: g.options, MountPointBase: base, Timeout: 2 * time.Minute}
 	d, err := nfs.New(nfs.Config{Name: "share", Share: &share, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
