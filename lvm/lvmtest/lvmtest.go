@@ -70,7 +70,7 @@ func RequireDeviceMapper(t testing.TB) {
 	if os.Getenv("KILN_GUEST") == "1" {
 		t.Fatal("device-mapper is missing inside the test guest")
 	}
-	testenv.SkipOrFail(t, "needs device-mapper, which this kernel lacks; make test runs it in the qemu guest (scripts/test-guest.sh) and leaves it out of the host run (-skip '^TestDM')")
+	testenv.SkipOrFail(t, "needs device-mapper, which this kernel lacks; make test runs it in the qemu guest (scripts/test-guest.sh) and leaves it out of the host run (-skip '^(TestDM|TestGuest)')")
 }
 
 var seq atomic.Int64
