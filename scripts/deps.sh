@@ -37,5 +37,6 @@ fi
 # tests run a private bus and a real ganesha.nfsd on loopback).
 if [ "$(id -u)" -eq 0 ]; then
 	bash scripts/ganesha.sh deps
+	bash scripts/ceph.sh deps
 fi
 go mod download
