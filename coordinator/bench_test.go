@@ -27,12 +27,14 @@ import (
 	"github.com/kilnstore/kiln/agent"
 	"github.com/kilnstore/kiln/coordinator/state"
 	"github.com/kilnstore/kiln/internal/agentrpc"
+	"github.com/kilnstore/kiln/internal/cephtest"
 	"github.com/kilnstore/kiln/internal/qemuimg/qemuimgtest"
 	"github.com/kilnstore/kiln/internal/storage"
 	"github.com/kilnstore/kiln/internal/testcluster"
 	"github.com/kilnstore/kiln/lvm"
 	"github.com/kilnstore/kiln/lvm/lvmtest"
 	"github.com/kilnstore/kiln/nfs"
+	"github.com/kilnstore/kiln/rbd"
 )
 
 // Anchors (performance.md, "Published anchors" and "Targets").
@@ -364,6 +366,23 @@ func BenchmarkCreateToAvailableNFS(b *testing.B) {
 				})
 		})
 	}
+}
+
+// BenchmarkCreateToAvailableRBD is target 3 on Ceph RBD: the agent serves
+// a pool of a real single-node cluster (scripts/ceph.sh) through the rbd
+// driver, and the raw operation is the `rbd create` the driver runs,
+// executed directly as the same cephx user.
+func BenchmarkCreateToAvailableRBD(b *testing.B) {
+	c := cephtest.Start(b, 33320, 36809)
+	d, err := rbd.New(rbd.Config{Name: "ceph", Pool: c.Pool, User: c.User, Conf: c.Conf, Keyring: c.Keyring}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchCreateToAvailable(b, testcluster.Options{Coordinators: 1, Agents: 1, Drivers: func(int) []agent.Driver { return []agent.Driver{d} }},
+		"raw rbd create", func() error {
+			_, err := c.RunRBD(context.Background(), "create", "--size", "1024M", c.Pool+"/raw-"+benchID())
+			return err
+		})
 }
 
 // benchCreateToAvailable runs target 3 against a cluster started with

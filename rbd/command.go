@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +43,7 @@ const (
 	exitNoSpace  = 28
 	exitNotEmpty = 39
 	exitQuota    = 122
+	exitTimedOut = 110
 )
 
 // CommandError is a failed rbd or ceph command: what ran (pool, image and
@@ -80,6 +82,11 @@ func classify(code int, stderr string) error {
 		return ErrNoSpace
 	case exitBusy, exitNotEmpty:
 		return ErrBusy
+	case exitTimedOut:
+		// --rados-osd-op-timeout: the OSDs did not complete a write in
+		// time, which is what a full pool (quota, full ratio) or down
+		// OSDs look like.
+		return fmt.Errorf("%w: an OSD operation timed out (a full pool or OSDs down)", ErrUnreachable)
 	case exitPerm, exitAccess:
 		if strings.Contains(stderr, "Operation not permitted") || strings.Contains(stderr, "Permission denied") ||
 			strings.Contains(stderr, "auth") || strings.Contains(stderr, "keyring") {
@@ -130,7 +137,14 @@ func (r *runner) common() []string {
 // rbd runs `rbd <common> args...`; long commands (flatten, copies) get ten
 // times the timeout.
 func (r *runner) rbd(ctx context.Context, long bool, args ...string) ([]byte, error) {
-	return r.run(ctx, r.cfg.RBD, long, append(r.common(), args...))
+	// A write to a full pool blocks instead of failing; the OSD op timeout
+	// makes it fail with ETIMEDOUT before the command's own timeout.
+	opTimeout := strconv.Itoa(int(r.cfg.Timeout.Seconds()) * 9 / 10)
+	if long {
+		opTimeout = "0" // flatten and rollback may take long: bounded by the command timeout only
+	}
+	common := append(r.common(), "--rados-osd-op-timeout", opTimeout)
+	return r.run(ctx, r.cfg.RBD, long, append(common, args...))
 }
 
 // ceph runs `ceph <common> args... --format json`.

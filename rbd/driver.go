@@ -189,6 +189,12 @@ func (d *Driver) CreateVolume(ctx context.Context, id string, sizeGiB int64) (st
 	_, err = d.r.rbd(ctx, false, "create", "--size", sizeArg(size), d.spec(imageName(id)))
 	if errors.Is(err, ErrImageExists) {
 		err = d.sameSize(ctx, imageName(id), size)
+	} else if err != nil {
+		// The image was not there (we hold its ID's lock): whatever a
+		// failed create left (a header without a directory entry) goes.
+		if rerr := d.removeImage(context.WithoutCancel(ctx), imageName(id)); rerr != nil {
+			d.log.Warn("could not remove what a failed create left", "volume_id", id, "err", rerr)
+		}
 	}
 	if err != nil {
 		return fail(err)

@@ -94,6 +94,7 @@ func TestClassify(t *testing.T) {
 		{28, "(28) No space left on device", storage.ErrNoSpace},
 		{16, "rbd: unprotecting snap failed: (16) Device or resource busy", ErrBusy},
 		{39, "rbd: image has snapshots - these must be deleted", ErrBusy},
+		{110, "rbd: create error: (110) Connection timed out", ErrUnreachable},
 		{1, "failed to fetch mon config (--no-mon-config to skip)\n(1) Operation not permitted", ErrUnreachable},
 	} {
 		if got := classify(tc.code, tc.stderr); !errors.Is(got, tc.want) {
