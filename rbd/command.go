@@ -152,12 +152,12 @@ func (r *runner) ceph(ctx context.Context, args ...string) ([]byte, error) {
 	return r.run(ctx, r.cfg.Ceph, false, append(append(r.common(), args...), "--format", "json"))
 }
 
-func (r *runner) run(ctx context.Context, bin string, long bool, args []string) ([]byte, error) {
+func (r *runner) run(parent context.Context, bin string, long bool, args []string) ([]byte, error) {
 	timeout := r.cfg.Timeout
 	if long {
 		timeout *= 10
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = r.env
@@ -174,6 +174,9 @@ func (r *runner) run(ctx context.Context, bin string, long bool, args []string) 
 			return nil, fmt.Errorf("%s: output larger than %d bytes", strings.Join(shown, " "), maxOutput)
 		}
 		return stdout.Bytes(), nil
+	}
+	if err := parent.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", strings.Join(shown, " "), err)
 	}
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("%s: %w: no answer within %s (stderr: %s)", strings.Join(shown, " "), ErrUnreachable, timeout, strings.TrimSpace(stderr.String()))
