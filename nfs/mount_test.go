@@ -283,7 +283,7 @@ func FuzzMountinfoRoundTrip(f *testing.F) {
 		if mountPoint == "" || strings.ContainsAny(fsType, " \t\n\\") || fsType == "" || fsType == "-" ||
 			strings.ContainsAny(optional, "\t\n\\") || slices.Contains(strings.Split(optional, " "), "-") ||
 			strings.Contains(optional, "  ") || strings.HasPrefix(optional, " ") || strings.HasSuffix(optional, " ") {
-			t.Skip()
+			return // not a line the kernel writes: nothing to round-trip
 		}
 		if optional != "" {
 			optional = " " + optional

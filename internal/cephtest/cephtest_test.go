@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/kilnstore/kiln/internal/testenv"
 )
 
 // Ports of this package's clusters (33370/36859, 33375/36865); other
@@ -114,7 +116,7 @@ func TestRestartOfARunningClusterIsANoop(t *testing.T) {
 // images; while it is down, rbd fails (here by its timeout).
 func TestKillRestart(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a cluster of its own (~5 s) and kills it")
+		testenv.SkipOrFail(t, "-short: starts a cluster of its own (~5 s) and kills it")
 	}
 	c := StartWith(t, Options{MonPortV2: 33375, MonPortV1: 36865, ObjectStore: Bluestore})
 	c.RBD(t, "create", "--size", "16M", c.Pool+"/cephtest-k")
