@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/kilnstore/kiln/internal/storage"
 )
@@ -174,8 +173,10 @@ func (cfg Config) validate() error {
 	default:
 		bad("snapshots %q must be %q or %q", cfg.Snapshots, SnapshotsCopy, SnapshotsQCOW2)
 	}
-	if strings.ContainsRune(cfg.QemuImg, '/') && !filepath.IsAbs(cfg.QemuImg) {
-		bad("qemu-img binary %q must be a name in PATH or an absolute path", cfg.QemuImg)
+	if cfg.QemuImg != "" {
+		if err := storage.ValidateCommand("qemu-img binary", cfg.QemuImg); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if cfg.FileMode&^os.ModePerm != 0 || cfg.FileMode&0o600 != 0o600 {
 		bad("file mode %#o must be permission bits (at most 0777) that let the owner read and write", uint32(cfg.FileMode))

@@ -161,11 +161,8 @@ func (cfg ShareConfig) validate() error {
 		errs = append(errs, fmt.Errorf("%w: mount point base %q must be an absolute path without control characters",
 			storage.ErrInvalid, cfg.MountPointBase))
 	}
-	bin := cfg.MountBinary
-	if strings.HasPrefix(bin, "-") || strings.ContainsFunc(bin, mountControl) ||
-		strings.ContainsRune(bin, '/') && !filepath.IsAbs(bin) {
-		errs = append(errs, fmt.Errorf("%w: mount binary %q must be a name in PATH or an absolute path",
-			storage.ErrInvalid, bin))
+	if err := storage.ValidateCommand("mount binary", cfg.MountBinary); err != nil {
+		errs = append(errs, err)
 	}
 	if cfg.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("%w: mount timeout %v must not be negative", storage.ErrInvalid, cfg.Timeout))

@@ -128,8 +128,8 @@ func (cfg Config) validate() error {
 		}
 	}
 	for what, b := range map[string]string{"rbd binary": cfg.RBD, "ceph binary": cfg.Ceph} {
-		if strings.ContainsRune(b, '/') && !filepath.IsAbs(b) {
-			bad("%s %q must be a name in PATH or an absolute path", what, b)
+		if err := storage.ValidateCommand(what, b); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if cfg.SecretUUID != "" && !uuidPattern.MatchString(cfg.SecretUUID) {

@@ -11,7 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"regexp"
+	"strings"
+	"unicode"
 )
 
 // Sentinel errors drivers wrap so that callers can branch on them.
@@ -124,6 +127,17 @@ func ValidateSize(sizeGiB int64) error {
 }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+// ValidateCommand checks a configured program (what names it in the
+// error, e.g. "rbd binary"): a name looked up in PATH or an absolute path,
+// never taken for an option and free of control characters.
+func ValidateCommand(what, bin string) error {
+	if bin == "" || strings.HasPrefix(bin, "-") || strings.ContainsFunc(bin, unicode.IsControl) ||
+		strings.ContainsRune(bin, '/') && !filepath.IsAbs(bin) {
+		return fmt.Errorf("%w: %s %q must be a name in PATH or an absolute path", ErrInvalid, what, bin)
+	}
+	return nil
+}
 
 // ValidateName checks a pool, backend or agent name: 1-63 characters of
 // letters, digits, '_', '.', '-', starting with a letter or digit. Such names
