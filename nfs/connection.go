@@ -13,13 +13,15 @@ import (
 // data.device_path on the host it runs on.
 const DriverVolumeTypeLocal = "local"
 
-// ExportVolume returns the connection info of volume id. With an Exporter
-// the pool's directory is exported over NFS to the connector's host and the
-// connection info is Cinder's "nfs" type (export, name, options, format).
-// Without one the pool exports nothing: the volume is its file, reachable
-// only on the agent's host, so the connection info is Cinder's "local"
-// type with the file's absolute path as device_path, the same for every
-// connector. It is idempotent; a missing volume wraps storage.ErrNotFound.
+// ExportVolume returns the connection info of volume id, naming its active
+// image and that image's format. With an Exporter the pool's directory is
+// exported over NFS to the connector's host (Cinder's "nfs" type: export,
+// name, options, format). A pool on a remote share points the host at the
+// same share, as Cinder's NFS driver does. A plain local directory exports
+// nothing: the volume is reachable only on the agent's host, so the
+// connection info is Cinder's "local" type with the file's absolute path as
+// device_path, the same for every connector. It is idempotent; a missing
+// volume wraps storage.ErrNotFound.
 func (d *Driver) ExportVolume(ctx context.Context, id string, c storage.Connector, _ storage.Credentials) (storage.ConnectionInfo, error) {
 	if err := storage.ValidateID(id); err != nil {
 		return storage.ConnectionInfo{}, fmt.Errorf("nfs: export volume: %w", err)

@@ -1,9 +1,17 @@
 // Package nfs is Kiln's file-based storage driver: a volume is a file.
 //
-// # Local-directory mode
+// A pool is a directory: a local one (Config.Dir; the agent's host serves
+// it, through nfs-ganesha when Config.Exporter is set, or it is the
+// zero-setup pool of `kiln dev`), or a remote NFS share the driver mounts
+// itself (Config.Share, mount.go) and checks before touching any file.
+// Snapshots come in two modes (Config.Snapshots): copies, described
+// below, or Cinder's qcow2 overlay chains (chain.go), the default for
+// shares, exported and qcow2 pools. docs/backends/nfs.md has the whole
+// picture.
 //
-// This is the only mode built so far, and the zero-setup pool used by
-// `kiln dev`. One configured directory is one pool, holding:
+// # Copy mode
+//
+// One configured directory is one pool, holding:
 //
 //	volume-<id>             a volume: a raw image whose apparent size is
 //	                        exactly the volume size
@@ -15,8 +23,9 @@
 //	.snapshot-<id>.tmp-*    interrupted by a crash)
 //
 // A file's path is the object's provider location. Info reports
-// storage_protocol "local" and the capability online_extend_support
-// "True" (a file can grow while it is open).
+// storage_protocol "local" ("nfs" for exported and share pools) and the
+// capability online_extend_support "True" in copy mode (a file can grow
+// while it is open; the qcow2 mode reports "False").
 //
 // Operations:
 //
@@ -31,7 +40,7 @@
 //     as zeros), never smaller (storage.ErrInvalid). Every copy is a full,
 //     independent file: deleting a volume that has snapshots, or a snapshot
 //     that volumes were created from, affects nothing else. (qcow2 overlays,
-//     which share data, come with the NFS-share mode.)
+//     which share data, are the qcow2 mode's.)
 //   - ExtendVolume grows the file in place.
 //   - RevertToSnapshot builds a copy of the snapshot at the volume's current
 //     size and renames it over the volume, as Cinder's generic revert does
@@ -49,8 +58,8 @@
 // The sidecar is what makes CreateSnapshot idempotent without confusing
 // snapshots: a repeated create of snapshot-<id> for the same volume returns
 // the existing snapshot, for another volume it fails with storage.ErrExists.
-// A sidecar rather than an extended attribute, because NFS shares (the next
-// mode) do not reliably carry user xattrs. It is written (atomically, and
+// A sidecar rather than an extended attribute, because NFS shares do not
+// reliably carry user xattrs. It is written (atomically, and
 // made durable) before the snapshot file appears and removed after the
 // snapshot file is gone, so a snapshot never exists without it; a sidecar
 // without its snapshot means nothing and Cleanup removes it. A snapshot
@@ -117,13 +126,4 @@
 // st_blocks). On other systems it compiles, files are always sparse, copies
 // read whole files, and Stats (and so thick provisioning) fail with
 // errors.ErrUnsupported.
-//
-// # Later
-//
-// Not built yet, and nothing here pretends to support them: NFS shares
-// mounted by the driver (one or more per pool, storage_protocol "nfs"),
-// qcow2 volumes, snapshots as qcow2 overlays, and exports managed through
-// nfs-ganesha's D-Bus interface. The file handling here (temp-file create,
-// sparse copy, per-ID locking, directory scan) works on any mounted
-// directory, so a share will reuse it as one more directory.
 package nfs
