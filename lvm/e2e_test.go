@@ -54,15 +54,7 @@ func TestEndToEndThroughTheAPI(t *testing.T) {
 	}
 	c := testcluster.Start(t, testcluster.Options{Drivers: func(int) []agent.Driver { return []agent.Driver{d} }})
 	client := c.BlockStorage(0, "e2e")
-	wait := func(id, status string) {
-		t.Helper()
-		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		defer cancel()
-		if err := volumes.WaitForStatus(wctx, client, id, status); err != nil {
-			v, _ := volumes.Get(ctx, client, id).Extract()
-			t.Fatalf("volume %s never %s: %v (%+v)", id, status, err, v)
-		}
-	}
+	wait := func(id, status string) { t.Helper(); testcluster.WaitVolume(t, client, id, status) }
 	lvSize := func(id string) int64 {
 		t.Helper()
 		vols, err := d.ListVolumes(ctx)

@@ -3,6 +3,7 @@ package nfs_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -36,11 +37,7 @@ func TestExportThroughGaneshaEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := volumes.WaitForStatus(wctx, client, v.ID, "available"); err != nil {
-		t.Fatal(err)
-	}
+	testcluster.WaitVolume(t, client, v.ID, "available")
 	// What a guest wrote, as the agent's host sees it.
 	data := []byte("kiln volume over nfs-ganesha\n")
 	f, err := os.OpenFile(filepath.Join(poolDir, "volume-"+v.ID), os.O_WRONLY, 0)
@@ -161,14 +158,7 @@ func TestSnapshotsThroughGaneshaEndToEnd(t *testing.T) {
 			ctx := context.Background()
 			g := startGaneshaPool(t, 32162+i, func(c *nfs.Config) { c.QCOW2Volumes = qcow2 })
 			client := g.client
-			wait := func(id, status string) {
-				t.Helper()
-				wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-				defer cancel()
-				if err := volumes.WaitForStatus(wctx, client, id, status); err != nil {
-					t.Fatalf("volume %s -> %s: %v", id, status, err)
-				}
-			}
+			wait := func(id, status string) { t.Helper(); testcluster.WaitVolume(t, client, id, status) }
 			v, err := volumes.Create(ctx, client, volumes.CreateOpts{Size: 1, Name: "origin"}, nil).Extract()
 			if err != nil {
 				t.Fatal(err)
@@ -183,11 +173,7 @@ func TestSnapshotsThroughGaneshaEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-			defer cancel()
-			if err := snapshots.WaitForStatus(sctx, client, snap.ID, "available"); err != nil {
-				t.Fatal(err)
-			}
+			testcluster.WaitSnapshot(t, client, snap.ID, "available")
 			overlay := filepath.Join(g.poolDir, "volume-"+v.ID+"."+snap.ID)
 			qemuimgtest.Write(t, overlay, "qcow2", after)
 
@@ -243,31 +229,24 @@ func TestSnapshotsThroughGaneshaEndToEnd(t *testing.T) {
 			if err := snapshots.Delete(ctx, client, snap.ID).ExtractErr(); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(60 * time.Second)
-			for {
-				if _, err := os.Stat(overlay); os.IsNotExist(err) {
-					break
+			testcluster.WaitForT(t, time.Minute, func() error {
+				if _, err := os.Stat(overlay); !os.IsNotExist(err) {
+					return fmt.Errorf("snapshot overlay still there after the delete (%v)", err)
 				}
-				if time.Now().After(deadline) {
-					t.Fatal("snapshot overlay still there 60 s after the delete")
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return nil
+			})
 			qemuimgtest.Expect(t, base, format, after, qemuimgtest.Region{Off: 64 << 10, Len: 1<<20 - 64<<10, Pattern: before.Pattern})
 			for _, id := range []string{from.ID, v.ID} {
 				if err := volumes.Delete(ctx, client, id, volumes.DeleteOpts{}).ExtractErr(); err != nil {
 					t.Fatal(err)
 				}
 			}
-			for deadline := time.Now().Add(60 * time.Second); ; {
-				if ents, _ := os.ReadDir(g.poolDir); len(ents) == 0 {
-					break
+			testcluster.WaitForT(t, time.Minute, func() error {
+				if ents, _ := os.ReadDir(g.poolDir); len(ents) != 0 {
+					return fmt.Errorf("pool not empty after the deletes: %d entries", len(ents))
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("pool not empty after the deletes: %q", names(t, g.poolDir))
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return nil
+			})
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -294,13 +295,15 @@ func TestAgainstCeph(t *testing.T) {
 		c.Ceph(t, "osd", "pool", "set-quota", c.Pool, "max_objects", "1")
 		t.Cleanup(func() { c.Ceph(t, "osd", "pool", "set-quota", c.Pool, "max_objects", "0") })
 		// The monitors mark the pool full when they see the quota.
-		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(string(c.Ceph(t, "osd", "pool", "ls", "detail")), "full") {
-			if time.Now().After(deadline) {
-				t.Fatal("pool not marked full after the quota")
+		poolFull := func(want bool) func() error {
+			return func() error {
+				if full := strings.Contains(string(c.Ceph(t, "osd", "pool", "ls", "detail")), "full"); full != want {
+					return fmt.Errorf("pool full = %v, want %v", full, want)
+				}
+				return nil
 			}
-			time.Sleep(200 * time.Millisecond)
 		}
+		testcluster.WaitForT(t, 30*time.Second, poolFull(true))
 		start := time.Now()
 		_, err := d.CreateVolume(ctx, volID(51), 1)
 		if !errors.Is(err, rbd.ErrUnreachable) {
@@ -311,12 +314,7 @@ func TestAgainstCeph(t *testing.T) {
 		}
 		t.Logf("create in a full pool failed after %s: %v", time.Since(start).Round(time.Millisecond), err)
 		c.Ceph(t, "osd", "pool", "set-quota", c.Pool, "max_objects", "0")
-		for deadline := time.Now().Add(30 * time.Second); strings.Contains(string(c.Ceph(t, "osd", "pool", "ls", "detail")), "full"); {
-			if time.Now().After(deadline) {
-				t.Fatal("pool still full after the quota was lifted")
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		testcluster.WaitForT(t, 30*time.Second, poolFull(false))
 		if out := string(c.RBD(t, "ls", "--format", "json", c.Pool)); strings.Contains(out, volID(51)) {
 			t.Fatalf("a failed create left an image: %s", out)
 		}
@@ -336,14 +334,7 @@ func TestAgainstCeph(t *testing.T) {
 		d := newDriver(t, nil)
 		cl := testcluster.Start(t, testcluster.Options{Drivers: func(int) []agent.Driver { return []agent.Driver{d} }})
 		client := cl.BlockStorage(0, "rbd")
-		wait := func(id, status string) {
-			t.Helper()
-			wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-			defer cancel()
-			if err := volumes.WaitForStatus(wctx, client, id, status); err != nil {
-				t.Fatalf("volume %s -> %s: %v", id, status, err)
-			}
-		}
+		wait := func(id, status string) { t.Helper(); testcluster.WaitVolume(t, client, id, status) }
 		v, err := volumes.Create(ctx, client, volumes.CreateOpts{Size: 1, Name: "rbd-e2e"}, nil).Extract()
 		if err != nil {
 			t.Fatal(err)
@@ -353,11 +344,7 @@ func TestAgainstCeph(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		defer cancel()
-		if err := snapshots.WaitForStatus(sctx, client, s.ID, "available"); err != nil {
-			t.Fatal(err)
-		}
+		testcluster.WaitSnapshot(t, client, s.ID, "available")
 		from, err := volumes.Create(ctx, client, volumes.CreateOpts{Size: 2, SnapshotID: s.ID, Name: "from"}, nil).Extract()
 		if err != nil {
 			t.Fatal(err)
@@ -384,27 +371,20 @@ func TestAgainstCeph(t *testing.T) {
 		if err := snapshots.Delete(ctx, client, s.ID).ExtractErr(); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			if _, err := snapshots.Get(ctx, client, s.ID).Extract(); err != nil {
-				break
+		testcluster.WaitForT(t, time.Minute, func() error {
+			if _, err := snapshots.Get(ctx, client, s.ID).Extract(); err == nil {
+				return errors.New("snapshot not deleted")
 			}
-			if time.Now().After(deadline) {
-				t.Fatal("snapshot not deleted after 60 s")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		})
 		if err := volumes.Delete(ctx, client, v.ID, volumes.DeleteOpts{}).ExtractErr(); err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(60 * time.Second); ; {
-			if vols, err := d.ListVolumes(ctx); err == nil && len(vols) == 0 {
-				break
+		testcluster.WaitForT(t, time.Minute, func() error {
+			if vols, err := d.ListVolumes(ctx); err != nil || len(vols) != 0 {
+				return fmt.Errorf("volumes left in the pool after the deletes: %+v, %v", vols, err)
 			}
-			if time.Now().After(deadline) {
-				t.Fatal("volumes left in the pool after the deletes")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		})
 	})
 }

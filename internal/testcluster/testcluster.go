@@ -5,6 +5,8 @@ package testcluster
 
 import (
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/snapshots"
+	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/noauth"
 
 	"context"
@@ -259,4 +261,27 @@ func (c *Cluster) BlockStorage(i int, project string) *gophercloud.ServiceClient
 		c.t.Fatal(err)
 	}
 	return client
+}
+
+// WaitVolume waits up to a minute for volume id to reach status through
+// the API, failing t with the volume as last seen.
+func WaitVolume(t testing.TB, client *gophercloud.ServiceClient, id, status string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := volumes.WaitForStatus(ctx, client, id, status); err != nil {
+		v, _ := volumes.Get(context.Background(), client, id).Extract()
+		t.Fatalf("volume %s never %s: %v (%+v)", id, status, err, v)
+	}
+}
+
+// WaitSnapshot is WaitVolume for a snapshot.
+func WaitSnapshot(t testing.TB, client *gophercloud.ServiceClient, id, status string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := snapshots.WaitForStatus(ctx, client, id, status); err != nil {
+		s, _ := snapshots.Get(context.Background(), client, id).Extract()
+		t.Fatalf("snapshot %s never %s: %v (%+v)", id, status, err, s)
+	}
 }
