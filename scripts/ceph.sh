@@ -44,6 +44,8 @@
 # nor in 6800..7300, where the mgr and the OSD bind their own ports.
 # Installs what is missing with apt-get (needs root). Idempotent.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # The daemons and the commands below use DIR's files only: a CEPH_KEYRING
 # or CEPH_ARGS left in the environment would override the daemons' own
@@ -61,39 +63,8 @@ CMD_TIMEOUT=${KILN_CEPH_TIMEOUT:-30}
 # Seconds start waits for the cluster to serve I/O and report capacity.
 READY_TIMEOUT=${KILN_CEPH_READY_TIMEOUT:-60}
 
-die() {
-	echo "ceph.sh: $*" >&2
-	exit 1
-}
 
-usage() {
-	sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
-	exit 2
-}
-
-apt_install() {
-	[ $# -gt 0 ] || return 0
-	if [ "$(id -u)" -ne 0 ]; then
-		die "need root to install: $*"
-	fi
-	echo "ceph.sh: installing $*" >&2
-	export DEBIAN_FRONTEND=noninteractive
-	# The packages' postinst would start ceph.target and friends on a host
-	# with an init system. Keep services from starting during the install
-	# unless the host already has a policy.
-	local policy=/usr/sbin/policy-rc.d added=""
-	if [ ! -e "$policy" ]; then
-		printf '#!/bin/sh\nexit 101\n' >"$policy"
-		chmod 755 "$policy"
-		added=1
-	fi
-	# Other test packages may run apt-get at the same time: wait for the lock.
-	local rc=0
-	{ apt-get -o DPkg::Lock::Timeout=300 update -qq &&
-		apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@" >/dev/null; } || rc=$?
-	[ -z "$added" ] || rm -f "$policy"
-	[ "$rc" -eq 0 ] || die "apt-get install $* failed ($rc)"
-}
+usage() { usage_lines 2,10; }
 
 deps() {
 	local need=()

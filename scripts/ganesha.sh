@@ -24,45 +24,11 @@
 # that a system NFS server is never touched. Installs what is missing with
 # apt-get (needs root). Idempotent.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-die() {
-	echo "ganesha.sh: $*" >&2
-	exit 1
-}
 
-usage() {
-	sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
-	exit 2
-}
-
-apt_install() {
-	[ $# -gt 0 ] || return 0
-	if [ "$(id -u)" -ne 0 ]; then
-		die "need root to install: $*"
-	fi
-	echo "ganesha.sh: installing $*" >&2
-	export DEBIAN_FRONTEND=noninteractive
-	# nfs-ganesha pulls in rpcbind and its own service; on a host with an
-	# init system their postinst would start them, listening on every
-	# address. Keep services from starting during the install unless the
-	# host already has a policy.
-	local policy=/usr/sbin/policy-rc.d added=""
-	if [ ! -e "$policy" ]; then
-		printf '#!/bin/sh\nexit 101\n' >"$policy"
-		chmod 755 "$policy"
-		added=1
-	fi
-	# Other test packages may run apt-get at the same time: wait for the lock.
-	local rc=0
-	{ apt-get -o DPkg::Lock::Timeout=300 update -qq &&
-		apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@" >/dev/null; } || rc=$?
-	[ -z "$added" ] || rm -f "$policy"
-	[ "$rc" -eq 0 ] || die "apt-get install $* failed ($rc)"
-	if [ -n "$added" ] && [ -d /run/systemd/system ]; then
-		echo "ganesha.sh: nfs-ganesha.service and rpcbind were installed but not started;" \
-			"'systemctl disable nfs-ganesha rpcbind' keeps them off at boot" >&2
-	fi
-}
+usage() { usage_lines 2,10; }
 
 vfs_fsal() {
 	compgen -G '/usr/lib/*/ganesha/libfsalvfs.so*' >/dev/null || compgen -G '/usr/lib64/ganesha/libfsalvfs.so*' >/dev/null
@@ -76,6 +42,10 @@ deps() {
 	command -v nfs-cat >/dev/null 2>&1 || need+=(libnfs-utils)
 	command -v ss >/dev/null 2>&1 || need+=(iproute2)
 	apt_install "${need[@]}"
+	if [ -n "$APT_KEPT_SERVICES_OFF" ] && [ -d /run/systemd/system ]; then
+		echo "ganesha.sh: nfs-ganesha.service and rpcbind were installed but not started;" \
+			"'systemctl disable nfs-ganesha rpcbind' keeps them off at boot" >&2
+	fi
 }
 
 # alive PID COMM: the process exists, is COMM, and is not a zombie.

@@ -22,32 +22,12 @@
 # system tgtd on the default socket is never touched. Installs what is
 # missing with apt-get (needs root). Idempotent.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-die() {
-	echo "tgtd.sh: $*" >&2
-	exit 1
-}
 
-usage() {
-	sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
-	exit 2
-}
+usage() { usage_lines 2,9; }
 
-apt_install() {
-	[ $# -gt 0 ] || return 0
-	if [ "$(id -u)" -ne 0 ]; then
-		die "need root to install: $*"
-	fi
-	echo "tgtd.sh: installing $*" >&2
-	export DEBIAN_FRONTEND=noninteractive
-	# Other test packages may run apt-get at the same time: wait for the lock.
-	apt-get -o DPkg::Lock::Timeout=300 update -qq
-	apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@" >/dev/null
-}
-
-installed() {
-	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'
-}
 
 need_tgt() {
 	if ! command -v tgtd >/dev/null 2>&1 || ! command -v tgtadm >/dev/null 2>&1; then
